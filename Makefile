@@ -1,0 +1,53 @@
+# pdeflow: `make demo` runs the main job, `make test` runs the test-suite.
+# Each target does its own idempotent set-up (system packages, venv, editable install); a second
+# run skips what is already there.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.pdeflow-installed
+MPIRUN := mpirun --allow-run-as-root --oversubscribe
+NP ?= 2
+OUT ?= results/demo
+
+.PHONY: all setup system venv demo test test-serial test-mpi bench clean
+
+all: test
+
+# --- set-up -------------------------------------------------------------------------------
+system:
+	@if ! /usr/bin/python3 -c "import dolfinx, petsc4py, mpi4py, scipy, sympy" 2>/dev/null \
+	    || ! command -v mpirun >/dev/null || ! /usr/bin/python3 -c "import ensurepip" 2>/dev/null; then \
+	  echo "[setup] installing python3-dolfinx (Debian) ..."; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq python3-dolfinx python3-venv python3-scipy python3-sympy >/dev/null; \
+	fi
+
+$(PY): | system
+	/usr/bin/python3 -m venv --system-site-packages $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	@echo "[setup] pip install -e .[test,plot] (numpy kept < 2 for dolfinx 0.5)"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,plot]" "numpy<2"
+	@touch $(STAMP)
+
+setup: system $(STAMP)
+
+# --- main job -----------------------------------------------------------------------------
+demo: setup
+	$(MPIRUN) -n $(NP) $(VENV)/bin/pdeflow solve wfr-kl-mixture-1d --set n=400 --set tau=0.005 --out $(OUT)
+	@echo "demo outputs: $(OUT)/summary.json  $(OUT)/snapshots.npz  $(OUT)/solution.xdmf"
+
+# --- tests --------------------------------------------------------------------------------
+test: setup test-serial test-mpi
+
+test-serial: setup
+	$(PY) -m pytest -q tests/unit tests/convergence
+
+test-mpi: setup
+	$(MPIRUN) -n $(NP) $(PY) -m pytest -q -p no:cacheprovider tests/mpi
+
+bench: setup
+	$(PY) benchmarks/step_cost.py
+
+clean:
+	rm -rf results .pytest_cache

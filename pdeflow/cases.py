@@ -1,0 +1,214 @@
+"""Registry of named verification cases (issue #2 list) and the validation of user overrides.
+
+Every case is the KL(·|π) flow of one geometry; the parameters are fixed here once, so that a
+number in a study can always be traced back to them.  Variances are written as in the issue
+(N(m, s) with s the variance where a scalar is given).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict
+
+from .geometry import Flow
+from .problem import Domain, Gaussian, GaussianMixture, Problem
+
+
+class CaseError(ValueError):
+    """Bad case name or bad override; the message is one line that names the key."""
+
+
+def _g(mean, cov, mass=1.0) -> GaussianMixture:
+    mean = tuple(mean) if isinstance(mean, (tuple, list)) else (mean,)
+    if not isinstance(cov, (tuple, list)):
+        cov = ((cov,),)
+    return GaussianMixture((Gaussian(mean, cov, mass),))
+
+
+def _diag(*v):
+    return tuple(tuple(v[i] if i == j else 0.0 for j in range(len(v))) for i in range(len(v)))
+
+
+def _gauss_1d(name: str, alpha: float, beta: float) -> Problem:
+    return Problem(
+        name=name,
+        domain=Domain((-6.0,), (6.0,)),
+        target=_g(0.0, 1.0),
+        initial=_g(1.0, 0.7**2),
+        flow=Flow(alpha, beta, spherical=True),
+        exact_kind="gaussian",
+        description=f"pi = N(0,1), rho0 = N(1, 0.7^2) on [-6,6], spherical, (alpha, beta) = ({alpha:g}, {beta:g})",
+    )
+
+
+def _hk_gauss_1d() -> Problem:
+    return Problem(
+        name="hk-kl-gauss-1d",
+        domain=Domain((-10.0,), (10.0,)),
+        target=_g(1.0, 0.5, mass=2.0),
+        initial=_g(-1.0, 2.0, mass=0.5),
+        flow=Flow(0.5, 1.0, spherical=False),
+        exact_kind="gaussian",
+        description="unbalanced WFR (HK) on M+, pi = 2 N(1, 0.5), rho0 = 0.5 N(-1, 2) (variances), alpha = 0.5, beta = 1",
+    )
+
+
+def _wfr_gauss_2d() -> Problem:
+    return Problem(
+        name="wfr-kl-gauss-2d",
+        domain=Domain((-5.0, -5.0), (5.0, 5.0)),
+        target=_g((0.0, 0.0), _diag(1.0, 1.0)),
+        initial=_g((1.0, -0.5), _diag(0.7**2, 0.9**2)),
+        flow=Flow(1.0, 1.0, spherical=True),
+        exact_kind="gaussian",
+        description="pi = N(0, I), rho0 = N((1,-0.5), diag(0.7^2, 0.9^2)) on [-5,5]^2, spherical WFR, alpha = beta = 1",
+    )
+
+
+def _fr_bimodal_2d() -> Problem:
+    rho0 = GaussianMixture(
+        (
+            Gaussian((-1.5, 0.0), _diag(0.25, 0.25), 0.5),
+            Gaussian((1.5, 0.5), _diag(0.36, 0.36), 0.5),
+        )
+    )
+    return Problem(
+        name="fr-kl-bimodal-2d",
+        domain=Domain((-5.0, -5.0), (5.0, 5.0)),
+        target=_g((0.0, 0.0), _diag(1.0, 1.0)),
+        initial=rho0,
+        flow=Flow(0.0, 1.0, spherical=True),
+        exact_kind="fisher-rao",
+        description="pi = N(0, I), rho0 = 1/2 N((-1.5,0), 0.5^2 I) + 1/2 N((1.5,0.5), 0.6^2 I) on [-5,5]^2, spherical FR, beta = 1",
+    )
+
+
+def _mixture_1d() -> Problem:
+    # pi ∝ exp(-(x+2)^2/(2·0.25)) + exp(-(x-2)^2/(2·0.25)): two equal-mass normalized Gaussians,
+    # total mass 1 on R (the normalization of pi does not change a spherical flow).
+    target = GaussianMixture((Gaussian((-2.0,), ((0.25,),), 0.5), Gaussian((2.0,), ((0.25,),), 0.5)))
+    return Problem(
+        name="wfr-kl-mixture-1d",
+        domain=Domain((-6.0,), (6.0,)),
+        target=target,
+        initial=_g(1.5, 0.64),
+        initial_mass=1.0,
+        flow=Flow(1.0, 1.0, spherical=True),
+        exact_kind=None,
+        description="pi ∝ exp(-(x+2)^2/0.5) + exp(-(x-2)^2/0.5), rho0 ∝ exp(-(x-1.5)^2/1.28) with mass 1 on [-6,6], "
+        "spherical WFR, alpha = beta = 1; no closed form (self-convergence)",
+    )
+
+
+def _mms_1d() -> Problem:
+    from .exact.mms import mms_problem
+
+    return mms_problem()
+
+
+_REGISTRY: Dict[str, Callable[[], Problem]] = {
+    "w-kl-gauss-1d": lambda: _gauss_1d("w-kl-gauss-1d", 1.0, 0.0),
+    "fr-kl-gauss-1d": lambda: _gauss_1d("fr-kl-gauss-1d", 0.0, 1.0),
+    "wfr-kl-gauss-1d": lambda: _gauss_1d("wfr-kl-gauss-1d", 1.0, 1.0),
+    "hk-kl-gauss-1d": _hk_gauss_1d,
+    "wfr-kl-gauss-2d": _wfr_gauss_2d,
+    "fr-kl-bimodal-2d": _fr_bimodal_2d,
+    "wfr-kl-mixture-1d": _mixture_1d,
+    "hk-kl-mms-1d": _mms_1d,
+}
+
+
+def case_names() -> list:
+    return list(_REGISTRY)
+
+
+def get_case(name: str) -> Problem:
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise CaseError(f"unknown case {name!r}; known cases: {', '.join(_REGISTRY)}") from None
+    return factory()
+
+
+@dataclass(frozen=True)
+class Key:
+    kind: type
+    check: Callable[[object], bool]
+    rule: str
+
+
+# Keys a user may set on the command line (`--set key=value`): the problem keys change the case,
+# the solver keys go to solve_reference.
+PROBLEM_KEYS = {
+    "T": Key(float, lambda v: v > 0 and math.isfinite(v), "a positive number"),
+    "alpha": Key(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0"),
+    "beta": Key(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0"),
+}
+SOLVER_KEYS = {
+    "n": Key(int, lambda v: v >= 2, "an integer >= 2 (cells per direction)"),
+    "tau": Key(float, lambda v: v > 0 and math.isfinite(v), "a positive number"),
+    "scheme": Key(str, lambda v: v in ("frozen-mobility", "hellinger-jko"), "'frozen-mobility' or 'hellinger-jko'"),
+    "solver": Key(str, lambda v: v in ("auto", "direct", "cg-gamg"), "'auto', 'direct' or 'cg-gamg'"),
+    "newton_tol": Key(float, lambda v: 0 < v < 1e-2, "a number in (0, 1e-2)"),
+    "tau_min": Key(float, lambda v: v > 0, "a positive number"),
+}
+
+
+def _convert(key: str, raw, spec: Key):
+    if spec.kind is int:
+        if isinstance(raw, bool):
+            raise CaseError(f"{key}: expected {spec.rule}, got {raw!r}")
+        try:
+            as_float = float(raw)
+        except (TypeError, ValueError):
+            raise CaseError(f"{key}: expected {spec.rule}, got {raw!r}") from None
+        if not as_float.is_integer():
+            raise CaseError(f"{key}: expected {spec.rule}, got {raw!r}")
+        value = int(as_float)
+    elif spec.kind is float:
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise CaseError(f"{key}: expected {spec.rule}, got {raw!r}") from None
+    else:
+        value = str(raw)
+    if not spec.check(value):
+        raise CaseError(f"{key}: expected {spec.rule}, got {raw!r}")
+    return value
+
+
+def parse_overrides(pairs) -> dict:
+    """``["n=64", "tau=1e-3"]`` → ``{"n": 64, "tau": 0.001}``, validated; CaseError otherwise."""
+    out = {}
+    for item in pairs or ():
+        if "=" not in item:
+            raise CaseError(f"--set expects key=value, got {item!r}")
+        key, raw = (s.strip() for s in item.split("=", 1))
+        spec = PROBLEM_KEYS.get(key) or SOLVER_KEYS.get(key)
+        if spec is None:
+            known = ", ".join(list(PROBLEM_KEYS) + list(SOLVER_KEYS))
+            raise CaseError(f"unknown key {key!r}; known keys: {known}")
+        out[key] = _convert(key, raw, spec)
+    return out
+
+
+def apply_overrides(problem: Problem, values: dict) -> tuple:
+    """Split validated overrides into (modified problem, solver options)."""
+    changes = {}
+    if "T" in values:
+        changes["T"] = values["T"]
+    if "alpha" in values or "beta" in values:
+        try:
+            changes["flow"] = Flow(
+                values.get("alpha", problem.flow.alpha), values.get("beta", problem.flow.beta), problem.flow.spherical
+            )
+        except ValueError as exc:
+            raise CaseError(f"alpha/beta: {exc}") from None
+    if changes:
+        if problem.exact_kind == "mms" and "flow" in changes:
+            raise CaseError("alpha/beta: the manufactured source of this case is derived for its own alpha and beta")
+        problem = problem.with_changes(**changes)
+        if problem.exact_kind == "fisher-rao" and problem.flow.alpha != 0:
+            problem = problem.with_changes(exact_kind=None)
+    solver = {k: v for k, v in values.items() if k in SOLVER_KEYS}
+    return problem, solver
