@@ -1,0 +1,116 @@
+"""Every difference between dolfinx versions (0.5 on Debian 12 ↔ 0.9/0.10) lives here.
+
+The rest of :mod:`pdeflow.fem` calls these helpers and never tests a version itself.  The
+scheme is a hand-written Newton loop on dolfinx assemblers and petsc4py objects, which avoids
+dolfinx's NonlinearProblem/NewtonSolver (re-organized in 0.10).
+
+Differences handled:
+
+* function spaces: ``FunctionSpace(mesh, ("Lagrange", 1))`` (≤ 0.6) vs ``functionspace`` (≥ 0.7);
+* the PETSc assemblers live in ``dolfinx.fem.petsc``, which ≥ 0.8 no longer imports implicitly;
+* ``Function.vector`` (≤ 0.7) vs ``Function.x.petsc_vec`` (≥ 0.8);
+* mesh creation keyword arguments (``ghost_mode``, ``dtype``) and the numpy type of ``geometry.x``;
+* the XDMF writer is the same API in all supported versions.
+"""
+from __future__ import annotations
+
+import importlib
+
+import dolfinx
+import dolfinx.fem
+import dolfinx.io
+import dolfinx.mesh
+import numpy as np
+import ufl
+from mpi4py import MPI
+from petsc4py import PETSc
+
+# ≥ 0.8 requires the explicit import; ≤ 0.7 has it already, importing again is harmless.
+fem_petsc = importlib.import_module("dolfinx.fem.petsc")
+
+DOLFINX_VERSION = tuple(int(p) for p in dolfinx.__version__.split(".")[:2])
+
+
+def versions() -> dict:
+    """Versions that determine the numbers (written into every summary.json)."""
+    import scipy
+
+    return {
+        "dolfinx": dolfinx.__version__,
+        "petsc": ".".join(str(v) for v in PETSc.Sys.getVersion()),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "mpi": MPI.Get_library_version().splitlines()[0].strip(),
+    }
+
+
+def function_space(mesh, family: str = "Lagrange", degree: int = 1):
+    if hasattr(dolfinx.fem, "functionspace"):
+        return dolfinx.fem.functionspace(mesh, (family, degree))
+    return dolfinx.fem.FunctionSpace(mesh, (family, degree))
+
+
+def petsc_vector(u):
+    """The PETSc Vec that shares memory with a dolfinx Function."""
+    x = u.x
+    return x.petsc_vec if hasattr(x, "petsc_vec") else u.vector
+
+
+def box_mesh(comm, lower, upper, n):
+    """Simplicial mesh of the box Π[lower_k, upper_k] with ``n`` cells per direction."""
+    d = len(lower)
+    if d == 1:
+        return dolfinx.mesh.create_interval(comm, n, [lower[0], upper[0]])
+    if d == 2:
+        return dolfinx.mesh.create_rectangle(
+            comm, [np.array(lower, dtype=float), np.array(upper, dtype=float)], [n, n], dolfinx.mesh.CellType.triangle
+        )
+    if d == 3:
+        return dolfinx.mesh.create_box(
+            comm, [np.array(lower, dtype=float), np.array(upper, dtype=float)], [n, n, n], dolfinx.mesh.CellType.tetrahedron
+        )
+    raise ValueError(f"dimension {d} is not supported")
+
+
+def form(expr):
+    return dolfinx.fem.form(expr)
+
+
+def assemble_matrix(a, A=None):
+    """Assemble the bilinear form ``a`` (no Dirichlet conditions) into a new or existing Mat."""
+    if A is None:
+        A = fem_petsc.assemble_matrix(a)
+    else:
+        A.zeroEntries()
+        fem_petsc.assemble_matrix(A, a)
+    A.assemble()
+    return A
+
+
+def assemble_owned_vector(L) -> np.ndarray:
+    """Assemble a linear form and return the owned entries (ghost contributions summed)."""
+    b = fem_petsc.assemble_vector(L)
+    b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+    out = b.getArray(readonly=True).copy()
+    b.destroy()
+    return out
+
+
+def assemble_scalar(M, comm) -> float:
+    return comm.allreduce(dolfinx.fem.assemble_scalar(M), op=MPI.SUM)
+
+
+def dx(mesh, degree=None):
+    md = {} if degree is None else {"quadrature_degree": degree}
+    return ufl.Measure("dx", domain=mesh, metadata=md)
+
+
+def xdmf_file(comm, path: str):
+    return dolfinx.io.XDMFFile(comm, path, "w")
+
+
+def set_owned(u, values: np.ndarray) -> None:
+    """Write owned dof values into a Function and update its ghosts."""
+    n = values.shape[0]
+    u.x.array[:n] = values
+    u.x.scatter_forward()

@@ -1,0 +1,54 @@
+"""Outputs of a reference solve: summary.json, snapshots.npz (rank 0) and an XDMF time series.
+
+snapshots.npz holds ``t`` (n_snap), ``x`` (n_dof × d vertex coordinates in lexicographic order,
+independent of the number of ranks) and ``rho`` (n_snap × n_dof nodal densities in that order).
+The XDMF file (solution.xdmf + .h5) is written collectively and opens in ParaView.
+Files are written to a temporary name and renamed, so an interrupted run leaves no half file.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import compat
+from .reference import Trajectory
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot serialize {type(obj)}")
+
+
+def summary_json(traj: Trajectory) -> str:
+    return json.dumps(traj.summary(), indent=1, default=_json_default, allow_nan=True)
+
+
+def write_outputs(traj: Trajectory, out_dir, xdmf: bool = True) -> dict:
+    """Write the three outputs; collective over the trajectory's communicator."""
+    comm = traj.space.comm
+    out = Path(out_dir)
+    paths = {"summary": out / "summary.json", "snapshots": out / "snapshots.npz", "xdmf": out / "solution.xdmf"}
+    if comm.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / ".snapshots.tmp.npz"
+        np.savez(tmp, t=traj.times, x=traj.x, rho=traj.rho)
+        os.replace(tmp, paths["snapshots"])
+        tmp = out / ".summary.tmp.json"
+        tmp.write_text(summary_json(traj))
+        os.replace(tmp, paths["summary"])
+    comm.barrier()
+    if xdmf:
+        space = traj.space
+        u = space.function(name="rho")
+        with compat.xdmf_file(comm, str(paths["xdmf"])) as f:
+            f.write_mesh(space.mesh)
+            for t, values in zip(traj.times, traj.owned_snapshots):
+                compat.set_owned(u, values)
+                f.write_function(u, float(t))
+    return {k: str(v) for k, v in paths.items()}

@@ -1,0 +1,225 @@
+"""`solve_reference`: time loop of the reference solver (schemes of MATH §4.1–§4.2).
+
+The loop lands exactly on the snapshot times (the last step before a snapshot is shortened),
+predicts each step by linear extrapolation of φ = log ρ and η from the two previous steps, and
+when a step fails (Newton not converged, non-finite values, linear solver breakdown) it is
+rejected and replaced by two steps of τ/2, recursively, down to ``tau_min``; below that a
+:class:`SolverError` is raised on all ranks (never a NaN result).  Every rejection is recorded.
+
+Initial data: φ0 = I_h log ρ0 shifted by a constant so that the lumped mass Σ m_i e^{φ0_i} equals
+∫_Ω ρ0 exactly (computed by high-order quadrature); otherwise an O(h²) mass defect would dominate
+every error.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from mpi4py import MPI
+
+from ..problem import Problem, initial_density, integrate
+from . import compat
+from .hellinger import HellingerJKOScheme
+from .scheme import FrozenMobilityScheme, NewtonFailure, NewtonOptions
+from .space import P1Space
+
+SCHEMES = {"frozen-mobility": FrozenMobilityScheme, "hellinger-jko": HellingerJKOScheme}
+
+
+class SolverError(RuntimeError):
+    """The time step fell below tau_min: the reference solve is abandoned (on all ranks)."""
+
+
+@dataclass
+class Trajectory:
+    """Result of a reference solve.  ``x`` and ``rho`` are gathered on rank 0 (None elsewhere)."""
+
+    problem: Problem
+    params: dict
+    times: np.ndarray
+    x: Optional[np.ndarray]
+    rho: Optional[np.ndarray]
+    steps: list
+    initial: dict
+    errors: Optional[list]
+    rejected: list
+    wall_time: float
+    mpi_size: int
+    versions: dict
+    owned_snapshots: list = field(repr=False, default_factory=list)
+    space: object = field(repr=False, default=None)
+
+    def summary(self) -> dict:
+        """Everything needed to trace a number back to how it was made (JSON-able)."""
+        steps = self.steps
+        newton = [s["newton_iterations"] for s in steps]
+        stats = {
+            "n_steps": len(steps),
+            "n_rejected": len(self.rejected),
+            "newton_mean": float(np.mean(newton)) if newton else 0.0,
+            "newton_max": int(max(newton)) if newton else 0,
+            "energy_increase_max": float(
+                max([0.0] + [b["energy"] - a["energy"] for a, b in zip([self.initial] + steps[:-1], steps)])
+            ),
+        }
+        if steps and "identity_residual_rel" in steps[0]:
+            stats["identity_residual_rel_max"] = float(max(s["identity_residual_rel"] for s in steps))
+        if self.problem.flow.conserves_mass:
+            m0 = self.initial["mass"]
+            stats["mass_drift_rel_max"] = float(max(abs(s["mass"] - m0) / m0 for s in steps))
+        return {
+            "case": self.problem.name,
+            "problem": self.problem.describe(),
+            "parameters": self.params,
+            "versions": self.versions,
+            "mpi_size": self.mpi_size,
+            "wall_time": self.wall_time,
+            "statistics": stats,
+            "snapshot_times": [float(t) for t in self.times],
+            "errors": self.errors,
+            "initial": self.initial,
+            "steps": steps,
+            "rejected_steps": self.rejected,
+        }
+
+
+def _progress(total: float, comm):
+    """A tqdm bar on rank 0 when stderr is a terminal; a no-op otherwise."""
+    if comm.rank == 0 and sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+
+            return tqdm(total=total, unit="t", bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]")
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            pass
+    return None
+
+
+def solve_reference(
+    problem: Problem,
+    n: int = 64,
+    tau: float = 0.01,
+    comm=MPI.COMM_WORLD,
+    scheme: str = "frozen-mobility",
+    solver: str = "auto",
+    newton_tol: float = 1e-11,
+    tau_min: Optional[float] = None,
+    exact=None,
+    progress: bool = True,
+) -> Trajectory:
+    """Solve the KL flow of ``problem`` on an n-per-direction box mesh with time step τ.
+
+    ``exact``: an ExactSolution to measure errors against at each snapshot; by default
+    :func:`pdeflow.exact.exact_solution` of the problem (None when there is no closed form).
+    """
+    if not (isinstance(n, (int, np.integer)) and n >= 2):
+        raise ValueError(f"n must be an integer >= 2, got {n!r}")
+    if not (tau > 0 and math.isfinite(tau)):
+        raise ValueError(f"tau must be positive, got {tau!r}")
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
+    tau_min = tau / 2**12 if tau_min is None else tau_min
+    if exact is None:
+        from ..exact import exact_solution
+
+        exact = exact_solution(problem)
+    wall0 = time.perf_counter()
+    space = P1Space(problem.domain, int(n), comm)
+    log_pi = space.nodal(problem.target.log_density)
+    rho0 = initial_density(problem)
+    phi = space.nodal(rho0.log_density)
+    mass0 = integrate(rho0, problem.domain)
+    phi += math.log(mass0 / space.integral(np.exp(phi)))
+    options = NewtonOptions(tol=newton_tol, solver=solver)
+    stepper = SCHEMES[scheme](space, problem, log_pi, options)
+    norms = None
+    if exact is not None:
+        from .errors import ErrorNorms
+
+        norms = ErrorNorms(space)
+    initial = {"t": 0.0, "energy": stepper.energy(phi), "mass": space.integral(np.exp(phi))}
+
+    steps, rejected, errors = [], [], []
+    owned = [np.exp(phi)]
+    if norms is not None:
+        errors.append({"t": 0.0, **norms(owned[0], lambda x: exact.density(0.0, x), exact.mass(0.0))})
+    history = {"phi_prev": None, "tau_prev": None, "eta": 0.0}
+    t = 0.0
+    bar = _progress(problem.T, comm) if progress else None
+
+    def advance(phi, eta, t, dt):
+        if history["phi_prev"] is not None:
+            guess = phi + (dt / history["tau_prev"]) * (phi - history["phi_prev"])
+        else:
+            guess = phi
+        try:
+            res = stepper.step(phi, dt, t + dt, guess, eta)
+        except (NewtonFailure, FloatingPointError) as exc:
+            rejected.append({"t": t, "tau": dt, "reason": str(exc)})
+            if dt / 2 < tau_min:
+                raise SolverError(
+                    f"time step fell below tau_min = {tau_min:.3g} at t = {t:.6g} ({exc}); no result written"
+                ) from None
+            history["phi_prev"] = None  # the extrapolation that failed is not trusted any more
+            phi, eta = advance(phi, eta, t, dt / 2)
+            return advance(phi, eta, t + dt / 2, dt / 2)
+        history["phi_prev"], history["tau_prev"] = phi, dt
+        steps.append({"t": t + dt, "tau": dt, **res.diagnostics})
+        if bar is not None:
+            bar.update(dt)
+        return res.phi, res.eta
+
+    eta = 0.0
+    try:
+        for t_snap in problem.snapshots:
+            while t_snap - t > 1e-12 * problem.T:
+                dt = min(tau, t_snap - t)
+                if t_snap - (t + dt) < 1e-9 * tau:  # avoid a sliver step before the snapshot
+                    dt = t_snap - t
+                phi, eta = advance(phi, eta, t, dt)
+                t = t_snap if abs(t + dt - t_snap) < 1e-12 * problem.T else t + dt
+            rho = np.exp(phi)
+            owned.append(rho)
+            if norms is not None:
+                errors.append({"t": t_snap, **norms(rho, lambda x, s=t_snap: exact.density(s, x), exact.mass(t_snap))})
+    finally:
+        if bar is not None:
+            bar.close()
+        stepper.destroy()
+
+    times = np.array(problem.snapshot_times())
+    gathered = [space.gather(r) for r in owned]
+    rho_all = np.array(gathered) if comm.rank == 0 else None
+    n_dof = space.n_global
+    params = {
+        "n": int(n),
+        "h": space.h,
+        "tau": float(tau),
+        "tau_min": float(tau_min),
+        "scheme": scheme,
+        "solver": solver if scheme == "frozen-mobility" else "pointwise",
+        "newton_tol": newton_tol,
+        "n_dofs": int(n_dof),
+        "dim": problem.dim,
+    }
+    wall = comm.allreduce(time.perf_counter() - wall0, op=MPI.MAX)
+    return Trajectory(
+        problem=problem,
+        params=params,
+        times=times,
+        x=space.gathered_coords,
+        rho=rho_all,
+        steps=steps,
+        initial=initial,
+        errors=errors if norms is not None else None,
+        rejected=rejected,
+        wall_time=wall,
+        mpi_size=comm.size,
+        versions=compat.versions(),
+        owned_snapshots=owned,
+        space=space,
+    )
