@@ -43,8 +43,10 @@ class LinearSolver:
         self.iterations = 0
 
     def set_operator(self, J, reuse_preconditioner: bool = False) -> None:
+        """New matrix values; an AMG preconditioner may be kept, a factorization never is
+        (a stale LU would turn Newton into a linearly converging chord method)."""
         self.ksp.setOperators(J)
-        self.ksp.getPC().setReusePreconditioner(reuse_preconditioner)
+        self.ksp.getPC().setReusePreconditioner(reuse_preconditioner and self.kind != "direct")
 
     def set_rtol(self, rtol: float) -> None:
         if self.kind != "direct":
