@@ -40,7 +40,7 @@ def versions() -> dict:
         "petsc": ".".join(str(v) for v in PETSc.Sys.getVersion()),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
-        "mpi": MPI.Get_library_version().splitlines()[0].strip(),
+        "mpi": MPI.Get_library_version().replace("\x00", "").splitlines()[0].strip(),
     }
 
 

@@ -7,7 +7,7 @@ The distance decouples in x, so at every vertex ρ solves the Euler–Lagrange e
 
 whose left side is strictly increasing in ρ.  Closed form with the Wright ω function
 (ω + log ω = L):  √ρ = √ρⁿ / (τ' ω(L)),  L = log(√ρⁿ / (τ' √(π e^η))) + 1/τ'.  In the log
-variable: φ = φⁿ − 2 log(τ' ω(L)).  The multiplier η is the root of the strictly decreasing lumped
+variable: φ = φⁿ − 2 log(τ' ω(L)).  The multiplier η is the root of the strictly increasing lumped
 mass η ↦ Σ m_i ρ_i(η) − Σ m_i ρⁿ_i (Brent's method, bracket found by doubling).  Every rank runs
 the same root finder on globally reduced masses, so all ranks agree on η.
 
@@ -66,17 +66,17 @@ class HellingerJKOScheme:
             lo, hi = eta_guess - 1.0, eta_guess + 1.0
             f_lo, f_hi = excess(lo), excess(hi)
             evaluations = 2
-            while f_lo < 0:  # mass is decreasing in η: move the lower end down
+            while f_lo > 0:  # the mass increases with η: move the lower end down
                 lo, hi, f_hi = lo - 2 * (hi - lo), lo, f_lo
                 f_lo = excess(lo)
                 evaluations += 1
-                if evaluations > 200:
+                if evaluations > 200 or not math.isfinite(f_lo):
                     raise NewtonFailure("could not bracket the Hellinger-JKO multiplier")
-            while f_hi > 0:
+            while f_hi < 0:
                 lo, hi, f_lo = hi, hi + 2 * (hi - lo), f_hi
                 f_hi = excess(hi)
                 evaluations += 1
-                if evaluations > 200:
+                if evaluations > 200 or not math.isfinite(f_hi):
                     raise NewtonFailure("could not bracket the Hellinger-JKO multiplier")
             eta, info = brentq(excess, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, full_output=True)
             evaluations += info.function_calls

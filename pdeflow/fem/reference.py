@@ -107,6 +107,7 @@ def solve_reference(
     scheme: str = "frozen-mobility",
     solver: str = "auto",
     newton_tol: float = 1e-11,
+    newton_max_it: int = 30,
     tau_min: Optional[float] = None,
     exact=None,
     progress: bool = True,
@@ -134,7 +135,7 @@ def solve_reference(
     phi = space.nodal(rho0.log_density)
     mass0 = integrate(rho0, problem.domain)
     phi += math.log(mass0 / space.integral(np.exp(phi)))
-    options = NewtonOptions(tol=newton_tol, solver=solver)
+    options = NewtonOptions(tol=newton_tol, max_it=newton_max_it, solver=solver)
     stepper = SCHEMES[scheme](space, problem, log_pi, options)
     norms = None
     if exact is not None:
@@ -210,6 +211,7 @@ def solve_reference(
         "scheme": scheme,
         "solver": solver if scheme == "frozen-mobility" else "pointwise",
         "newton_tol": newton_tol,
+        "newton_max_it": newton_max_it,
         "n_dofs": int(n_dof),
         "dim": problem.dim,
     }

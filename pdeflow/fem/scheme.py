@@ -190,7 +190,10 @@ class FrozenMobilityScheme:
                 converged = True
                 break
         if not converged:
-            raise NewtonFailure(f"Newton did not converge in {self.opts.max_it} iterations (last |dphi| = {size:.3e})")
+            raise NewtonFailure(
+                f"Newton did not converge in {self.opts.max_it} iterations "
+                f"(last relative change of rho {change:.2e}, max |dphi| {size:.2e})"
+            )
         diag = self._diagnostics(phi_n, rho_n, phi, eta, tau, f)
         diag["newton_iterations"] = its
         lin = (self.linear.iterations - lin0) if self.alpha > 0 else its

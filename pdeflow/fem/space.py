@@ -35,7 +35,10 @@ class P1Space:
         all_x = comm.gather(self.coords, root=0)
         if comm.rank == 0:
             X = np.concatenate(all_x, axis=0)
-            self._order = np.lexsort(tuple(X[:, k] for k in reversed(range(self.dim))))
+            # rounded keys: a vertex may get coordinates differing in the last bit on another
+            # partition, which would reorder whole columns of a structured mesh
+            key = np.round(X / self.h, 6)
+            self._order = np.lexsort(tuple(key[:, k] for k in reversed(range(self.dim))))
             self.gathered_coords = X[self._order]
         else:
             self.gathered_coords = None

@@ -1,0 +1,162 @@
+"""The `pdeflow` command.
+
+    pdeflow cases [--json]
+    pdeflow solve CASE [--set key=value ...] [--out DIR] [--json] [--no-xdmf] [--quiet]
+
+Bad input (unknown case or key, τ ≤ 0, n < 2, a non-numeric value, ...) gives a one-line message
+on stderr and exit code 2, on rank 0 only, before any dolfinx object is created.  A solve that
+fails (time step below tau_min) exits with code 1 and writes no result files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from . import cases as case_registry
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 — as for every other bad input
+        raise _UsageError(message)
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _rank() -> int:
+    try:
+        from mpi4py import MPI
+
+        return MPI.COMM_WORLD.rank
+    except ImportError:  # pragma: no cover
+        return 0
+
+
+def _fail(message: str, code: int) -> int:
+    if _rank() == 0:
+        print(f"pdeflow: error: {message}", file=sys.stderr)
+    return code
+
+
+def _cases_table(as_json: bool) -> str:
+    from .exact import exact_solution
+
+    rows = []
+    for name in case_registry.case_names():
+        p = case_registry.get_case(name)
+        exact = exact_solution(p) is not None
+        lo, hi = p.domain.lower, p.domain.upper
+        rows.append(
+            {
+                "name": name,
+                "flow": p.flow.name,
+                "alpha": p.flow.alpha,
+                "beta": p.flow.beta,
+                "spherical": p.flow.spherical,
+                "dim": p.dim,
+                "domain": " x ".join(f"[{a:g},{b:g}]" for a, b in zip(lo, hi)),
+                "exact": (p.exact_kind if exact else "none (self-convergence)"),
+                "description": p.description,
+            }
+        )
+    if as_json:
+        return json.dumps(rows, indent=1)
+    head = f"{'case':<20} {'flow':<5} {'alpha':>5} {'beta':>5} {'d':>2}  {'domain':<22} exact solution"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['name']:<20} {r['flow']:<5} {r['alpha']:>5g} {r['beta']:>5g} {r['dim']:>2}  {r['domain']:<22} {r['exact']}"
+        )
+    return "\n".join(lines)
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(prog="pdeflow", description="Reference solutions of Fisher-Rao / Wasserstein / WFR gradient flows")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub.required = True
+    p_cases = sub.add_parser("cases", help="list the built-in verification cases")
+    p_cases.add_argument("--json", action="store_true", help="print the catalogue as JSON")
+    p_solve = sub.add_parser("solve", help="solve a case with the finite-element reference solver")
+    p_solve.add_argument("case", help="a case name (see `pdeflow cases`)")
+    p_solve.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override: n, tau, T, alpha, beta, scheme (frozen-mobility|hellinger-jko), solver, newton_tol, tau_min",
+    )
+    p_solve.add_argument("--out", default=None, help="output directory (default results/<case>)")
+    p_solve.add_argument("--json", action="store_true", help="print summary.json to stdout")
+    p_solve.add_argument("--no-xdmf", action="store_true", help="skip the XDMF time series")
+    p_solve.add_argument("--quiet", action="store_true", help="no progress bar and no report lines")
+    return parser
+
+
+def _solve(args) -> int:
+    problem = case_registry.get_case(args.case)
+    values = case_registry.parse_overrides(args.set)
+    problem, solver_opts = case_registry.apply_overrides(problem, values)
+    n = solver_opts.pop("n", 64 if problem.dim == 1 else 32)
+    tau = solver_opts.pop("tau", 0.01)
+    if solver_opts.get("scheme") == "hellinger-jko" and problem.flow.alpha != 0:
+        raise case_registry.CaseError("scheme: 'hellinger-jko' is the pure Fisher-Rao step and needs alpha = 0")
+    if "tau_min" in solver_opts and solver_opts["tau_min"] > tau:
+        raise case_registry.CaseError("tau_min: must not exceed tau")
+
+    logging.getLogger().setLevel(logging.WARNING)  # dolfinx's JIT logs compiler lines at INFO
+    from .fem import SolverError, solve_reference
+    from .fem.io import summary_json, write_outputs
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    out = args.out or f"results/{problem.name}"
+    try:
+        traj = solve_reference(problem, n=n, tau=tau, comm=comm, progress=not args.quiet, **solver_opts)
+    except SolverError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    paths = write_outputs(traj, out, xdmf=not args.no_xdmf)
+    if comm.rank == 0:
+        if args.json:
+            print(summary_json(traj))
+        elif not args.quiet:
+            st = traj.summary()["statistics"]
+            print(
+                f"{problem.name}: n = {n}, tau = {tau:g}, {st['n_steps']} steps ({st['n_rejected']} rejected), "
+                f"Newton {st['newton_mean']:.2f} mean / {st['newton_max']} max, wall {traj.wall_time:.2f} s on "
+                f"{comm.size} rank(s)"
+            )
+            if traj.errors:
+                e = traj.errors[-1]
+                print(
+                    f"errors at t = {e['t']:g}: L1 {e['L1']:.3e}  L2 {e['L2']:.3e}  Hellinger {e['hellinger']:.3e}  "
+                    f"mass {e['mass_rel']:.2e}"
+                )
+            for key, path in paths.items():
+                if key != "xdmf" or not args.no_xdmf:
+                    print(f"{key:>9}: {path}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "cases":
+            if _rank() == 0:
+                print(_cases_table(args.json))
+            return 0
+        return _solve(args)
+    except _UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except case_registry.CaseError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
