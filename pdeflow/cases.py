@@ -150,6 +150,7 @@ SOLVER_KEYS = {
     "scheme": Key(str, lambda v: v in ("frozen-mobility", "hellinger-jko"), "'frozen-mobility' or 'hellinger-jko'"),
     "solver": Key(str, lambda v: v in ("auto", "direct", "cg-gamg"), "'auto', 'direct' or 'cg-gamg'"),
     "newton_tol": Key(float, lambda v: 0 < v < 1e-2, "a number in (0, 1e-2)"),
+    "newton_max_it": Key(int, lambda v: v >= 1, "an integer >= 1"),
     "tau_min": Key(float, lambda v: v > 0, "a positive number"),
 }
 

@@ -1,0 +1,80 @@
+"""Run under `mpirun -n 2`: the reference solution must not depend on the number of ranks.
+
+Each test solves once on COMM_WORLD (domain-decomposed) and once on COMM_SELF (every rank a
+serial solve), then compares the gathered nodal values on rank 0."""
+import json
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from pdeflow.cases import get_case
+
+COMM = MPI.COMM_WORLD
+
+
+def _both(solve, problem, **kw):
+    par = solve(problem, comm=COMM, **kw)
+    ser = solve(problem, comm=MPI.COMM_SELF, **kw)
+    return par, ser
+
+
+@pytest.mark.parametrize(
+    "name,n,tau,T",
+    [
+        ("wfr-kl-gauss-2d", 32, 0.05, 0.5),  # CG + GAMG, bordered spherical Newton
+        ("fr-kl-bimodal-2d", 40, 0.05, 0.5),  # diagonal Newton
+        ("wfr-kl-mixture-1d", 300, 0.01, 0.5),  # direct solver (MUMPS in parallel, LU serially)
+        ("hk-kl-gauss-1d", 200, 0.02, 0.5),  # unbalanced
+    ],
+)
+def test_serial_and_parallel_nodal_values_agree(solve, name, n, tau, T):
+    problem = get_case(name).with_changes(T=T)
+    par, ser = _both(solve, problem, n=n, tau=tau)
+    assert par.mpi_size == COMM.size and ser.mpi_size == 1
+    if COMM.rank == 0:
+        assert np.max(np.abs(par.x - ser.x)) <= 1e-12, np.max(np.abs(par.x - ser.x))
+        assert par.rho.shape == ser.rho.shape
+        assert np.max(np.abs(par.rho - ser.rho)) <= 1e-10
+        for a, b in zip(par.steps, ser.steps):
+            assert a["energy"] == pytest.approx(b["energy"], rel=1e-11, abs=1e-13)
+        if par.errors is not None:
+            for a, b in zip(par.errors, ser.errors):
+                assert a["L1"] == pytest.approx(b["L1"], rel=1e-8, abs=1e-13)
+                assert a["L2"] == pytest.approx(b["L2"], rel=1e-8, abs=1e-13)
+
+
+def test_mass_and_identity_in_parallel(solve):
+    problem = get_case("wfr-kl-gauss-2d").with_changes(T=0.25)
+    traj = solve(problem, comm=COMM, n=32, tau=0.025)
+    m0 = traj.initial["mass"]
+    assert max(abs(s["mass"] - m0) / m0 for s in traj.steps) <= 1e-12
+    assert max(s["identity_residual_rel"] for s in traj.steps) <= 1e-10
+
+
+def test_cli_solve_under_mpi(tmp_path_factory):
+    from pdeflow.cli import main
+
+    out = COMM.bcast(str(tmp_path_factory.mktemp("cli")) if COMM.rank == 0 else None, root=0)
+    rc = main(["solve", "wfr-kl-gauss-2d", "--set", "n=16", "--set", "tau=0.1", "--set", "T=0.5", "--out", out, "--quiet"])
+    assert rc == 0
+    COMM.barrier()
+    if COMM.rank == 0:
+        with open(f"{out}/summary.json") as f:
+            summary = json.load(f)
+        assert summary["mpi_size"] == COMM.size
+        assert summary["parameters"]["n"] == 16 and summary["problem"]["T"] == 0.5
+        data = np.load(f"{out}/snapshots.npz")
+        assert data["rho"].shape == (3, 17 * 17) and data["x"].shape == (17 * 17, 2)
+        assert list(data["t"]) == [0.0, 0.25, 0.5]
+
+
+def test_cli_bad_input_exits_2_on_every_rank(capsys):
+    from pdeflow.cli import main
+
+    assert main(["solve", "wfr-kl-gauss-2d", "--set", "tau=0"]) == 2
+    err = capsys.readouterr().err
+    if COMM.rank == 0:
+        assert err.strip().count("\n") == 0 and "tau" in err
+    else:
+        assert err == ""
