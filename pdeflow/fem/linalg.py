@@ -4,9 +4,10 @@ The Newton matrix J = diag(m e^φ/τ) + α A(ρⁿ) + β diag(m ρⁿ) is SPD.  
 
 * ``direct``: LU (MUMPS when PETSc has it), factorization reused for the two right-hand sides of
   the bordered spherical step;
-* ``cg-gamg``: conjugate gradients with smoothed-aggregation AMG.  The preconditioner is set up on
-  the first Newton iteration of a step and reused on the later ones (only the diagonal of J
-  changes, and only by O(τ)), which is what makes a step cost a few Poisson solves.
+* ``cg-gamg``: conjugate gradients with smoothed-aggregation AMG, solved inexactly (the scheme
+  sets the tolerance per Newton iteration).  The AMG hierarchy is kept across Newton iterations
+  and time steps (only the diagonal of J changes within a step, and J changes by O(τ) per step)
+  and rebuilt by the scheme when it ages, which is what makes a step cost about two Poisson solves.
 
 ``auto`` picks ``direct`` in 1-D (tridiagonal: a direct solve is optimal) and ``cg-gamg`` otherwise.
 """
