@@ -53,7 +53,7 @@ def test_space_order_1d(solve, name, ns, c):
 
 
 def test_time_order_fr_bimodal_2d(solve):
-    taus = (0.1, 0.05, 0.025, 0.0125)
+    taus = TAU_LADDER
     errs = _errors(solve, "fr-kl-bimodal-2d", [(256, t) for t in taus])
     for k in METRICS:
         assert_order(taus, errs[k], 1.0, 0.1, f"fr-kl-bimodal-2d tau {k}")
