@@ -94,8 +94,25 @@ def _build_parser() -> _Parser:
     p_solve.add_argument("--out", default=None, help="output directory (default results/<case>)")
     p_solve.add_argument("--json", action="store_true", help="print summary.json to stdout")
     p_solve.add_argument("--no-xdmf", action="store_true", help="skip the XDMF time series")
+    p_solve.add_argument("--no-plots", action="store_true", help="skip snapshots.png and diagnostics.png")
     p_solve.add_argument("--quiet", action="store_true", help="no progress bar and no report lines")
     return parser
+
+
+def _plots(traj, out) -> dict:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("pdeflow: matplotlib is not installed; no plots (pip install pdeflow[plot])", file=sys.stderr)
+        return {}
+    from .exact import exact_solution
+    from .plots import plot_diagnostics, plot_snapshots
+
+    exact = exact_solution(traj.problem)
+    return {
+        "snapshots_png": str(plot_snapshots(traj.problem, traj.times, traj.x, traj.rho, exact, f"{out}/snapshots.png")),
+        "diagnostics_png": str(plot_diagnostics(traj.summary(), f"{out}/diagnostics.png")),
+    }
 
 
 def _solve(args) -> int:
@@ -121,6 +138,8 @@ def _solve(args) -> int:
     except SolverError as exc:
         return _fail(str(exc), EXIT_FAILED)
     paths = write_outputs(traj, out, xdmf=not args.no_xdmf)
+    if comm.rank == 0 and not args.no_plots:
+        paths.update(_plots(traj, out))
     if comm.rank == 0:
         if args.json:
             print(summary_json(traj))
@@ -139,7 +158,7 @@ def _solve(args) -> int:
                 )
             for key, path in paths.items():
                 if key != "xdmf" or not args.no_xdmf:
-                    print(f"{key:>9}: {path}")
+                    print(f"{key:>11}: {path}")
     return 0
 
 

@@ -83,6 +83,8 @@ def test_solve_writes_summary_snapshots_and_xdmf(tmp_path):
     assert data["x"].shape == (61, 1) and np.all(np.diff(data["x"][:, 0]) > 0)
     assert data["rho"].shape == (4, 61) and np.all(data["rho"] > 0)
     assert (out / "solution.xdmf").exists() and (out / "solution.h5").exists()
+    for png in ("snapshots.png", "diagnostics.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_solve_overrides_and_no_exact_solution(tmp_path):
@@ -90,7 +92,7 @@ def test_solve_overrides_and_no_exact_solution(tmp_path):
     proc = subprocess.run(
         PDEFLOW
         + ["solve", "wfr-kl-mixture-1d", "--set", "n=50", "--set", "tau=0.1", "--set", "T=0.5", "--set", "beta=2"]
-        + ["--out", str(out), "--quiet", "--no-xdmf"],
+        + ["--out", str(out), "--quiet", "--no-xdmf", "--no-plots"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -101,7 +103,7 @@ def test_solve_overrides_and_no_exact_solution(tmp_path):
     assert summary["errors"] is None
     assert summary["problem"]["flow"]["beta"] == 2.0 and summary["problem"]["T"] == 0.5
     assert summary["snapshot_times"] == [0.0, 0.25, 0.5]
-    assert not (out / "solution.xdmf").exists()
+    assert not (out / "solution.xdmf").exists() and not (out / "snapshots.png").exists()
 
 
 def test_failed_solve_exits_1_without_results(tmp_path):
