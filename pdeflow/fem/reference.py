@@ -106,7 +106,7 @@ def solve_reference(
     comm=MPI.COMM_WORLD,
     scheme: str = "frozen-mobility",
     solver: str = "auto",
-    newton_tol: float = 1e-11,
+    newton_tol: float = 1e-12,
     newton_max_it: int = 30,
     tau_min: Optional[float] = None,
     exact=None,

@@ -51,7 +51,7 @@ class NewtonFailure(RuntimeError):
 
 @dataclass
 class NewtonOptions:
-    tol: float = 1e-11  # on max_i ρ_i|δφ_i| / max ρ and on |δη|
+    tol: float = 1e-12  # on max_i ρ_i|δφ_i| / max ρ and on |δη|
     max_it: int = 30
     solver: str = "auto"
     ksp_rtol: float = 1e-12  # floor of the inexact-Newton forcing term
