@@ -1,7 +1,7 @@
 """The `pdeflow` command.
 
     pdeflow cases [--json]
-    pdeflow solve CASE [--set key=value ...] [--out DIR] [--json] [--no-xdmf] [--quiet]
+    pdeflow solve CASE [--set key=value ...] [--out DIR] [--json] [--no-xdmf] [--no-plots] [--quiet]
 
 Bad input (unknown case or key, τ ≤ 0, n < 2, a non-numeric value, ...) gives a one-line message
 on stderr and exit code 2, on rank 0 only, before any dolfinx object is created.  A solve that
@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from . import cases as case_registry
 
@@ -109,10 +110,11 @@ def _plots(traj, out) -> dict:
     from .plots import plot_diagnostics, plot_snapshots
 
     exact = exact_solution(traj.problem)
-    return {
-        "snapshots_png": str(plot_snapshots(traj.problem, traj.times, traj.x, traj.rho, exact, f"{out}/snapshots.png")),
-        "diagnostics_png": str(plot_diagnostics(traj.summary(), f"{out}/diagnostics.png")),
-    }
+    paths = {"diagnostics_png": str(plot_diagnostics(traj.summary(), f"{out}/diagnostics.png"))}
+    snap = plot_snapshots(traj.problem, traj.times, traj.x, traj.rho, exact, f"{out}/snapshots.png")
+    if snap is not None:
+        paths["snapshots_png"] = str(snap)
+    return paths
 
 
 def _solve(args) -> int:
@@ -138,6 +140,15 @@ def _solve(args) -> int:
     except SolverError as exc:
         return _fail(str(exc), EXIT_FAILED)
     paths = write_outputs(traj, out, xdmf=not args.no_xdmf)
+    if comm.rank == 0:
+        # outputs not rewritten by this run must not be mistaken for its results
+        stale = (["solution.xdmf", "solution.h5"] if args.no_xdmf else []) + (
+            ["snapshots.png", "diagnostics.png"] if args.no_plots else []
+        )
+        for name in stale:
+            Path(out, name).unlink(missing_ok=True)
+        if args.no_xdmf:
+            paths.pop("xdmf", None)
     if comm.rank == 0 and not args.no_plots:
         paths.update(_plots(traj, out))
     if comm.rank == 0:
@@ -156,9 +167,9 @@ def _solve(args) -> int:
                     f"errors at t = {e['t']:g}: L1 {e['L1']:.3e}  L2 {e['L2']:.3e}  Hellinger {e['hellinger']:.3e}  "
                     f"mass {e['mass_rel']:.2e}"
                 )
+            width = max(len(k) for k in paths)
             for key, path in paths.items():
-                if key != "xdmf" or not args.no_xdmf:
-                    print(f"{key:>11}: {path}")
+                print(f"{key:>{width}}: {path}")
     return 0
 
 
@@ -175,6 +186,9 @@ def main(argv=None) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except case_registry.CaseError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except BrokenPipeError:  # `pdeflow cases | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

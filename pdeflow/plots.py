@@ -22,6 +22,8 @@ def _pyplot():
 
 
 def plot_snapshots(problem, t, x, rho, exact, path) -> Path:
+    if problem.dim > 2:
+        return None  # 3-D: use solution.xdmf in ParaView
     plt = _pyplot()
     path = Path(path)
     if problem.dim == 1:
@@ -80,7 +82,8 @@ def plot_diagnostics(summary: dict, path) -> Path:
             axes[0, 1].plot([e["t"] for e in summary["errors"]], [e["exact_mass"] for e in summary["errors"]], "kx", label="exact")
         axes[0, 1].legend(fontsize=8)
         axes[0, 1].set_title("mass")
-    axes[1, 0].step(t[1:], [s["newton_iterations"] for s in steps], where="post")
+    # a step's count belongs to the interval (t − τ, t]
+    axes[1, 0].step(t[1:], [s["newton_iterations"] for s in steps], where="pre")
     axes[1, 0].set_title("Newton iterations per step")
     if steps and "identity_residual_rel" in steps[0]:
         axes[1, 1].semilogy(t[1:], np.maximum([s["identity_residual_rel"] for s in steps], 1e-17), "-o", ms=2)

@@ -8,9 +8,9 @@ Differences handled:
 
 * function spaces: ``FunctionSpace(mesh, ("Lagrange", 1))`` (≤ 0.6) vs ``functionspace`` (≥ 0.7);
 * the PETSc assemblers live in ``dolfinx.fem.petsc``, which ≥ 0.8 no longer imports implicitly;
-* ``Function.vector`` (≤ 0.7) vs ``Function.x.petsc_vec`` (≥ 0.8);
-* mesh creation keyword arguments (``ghost_mode``, ``dtype``) and the numpy type of ``geometry.x``;
-* the XDMF writer is the same API in all supported versions.
+* the singledispatch signatures of ``assemble_matrix``/``assemble_vector`` (same in 0.5–0.10,
+  wrapped here so that a future change is made once);
+* the XDMF writer and the built-in box meshes are the same API in all supported versions.
 """
 from __future__ import annotations
 
@@ -27,9 +27,6 @@ from petsc4py import PETSc
 
 # ≥ 0.8 requires the explicit import; ≤ 0.7 has it already, importing again is harmless.
 fem_petsc = importlib.import_module("dolfinx.fem.petsc")
-
-DOLFINX_VERSION = tuple(int(p) for p in dolfinx.__version__.split(".")[:2])
-
 
 def versions() -> dict:
     """Versions that determine the numbers (written into every summary.json)."""
@@ -48,12 +45,6 @@ def function_space(mesh, family: str = "Lagrange", degree: int = 1):
     if hasattr(dolfinx.fem, "functionspace"):
         return dolfinx.fem.functionspace(mesh, (family, degree))
     return dolfinx.fem.FunctionSpace(mesh, (family, degree))
-
-
-def petsc_vector(u):
-    """The PETSc Vec that shares memory with a dolfinx Function."""
-    x = u.x
-    return x.petsc_vec if hasattr(x, "petsc_vec") else u.vector
 
 
 def box_mesh(comm, lower, upper, n):

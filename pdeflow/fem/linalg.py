@@ -2,8 +2,8 @@
 
 The Newton matrix J = diag(m e^φ/τ) + α A(ρⁿ) + β diag(m ρⁿ) is SPD.  Two strategies:
 
-* ``direct``: LU (MUMPS when PETSc has it), factorization reused for the two right-hand sides of
-  the bordered spherical step;
+* ``direct``: LU — PETSc's own serially, MUMPS (or SuperLU_dist) in parallel — factorized anew
+  at every Newton iteration and used for both right-hand sides of the bordered spherical step;
 * ``cg-gamg``: conjugate gradients with smoothed-aggregation AMG, solved inexactly (the scheme
   sets the tolerance per Newton iteration).  The AMG hierarchy is kept across Newton iterations
   and time steps (only the diagonal of J changes within a step, and J changes by O(τ) per step)

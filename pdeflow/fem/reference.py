@@ -1,7 +1,8 @@
 """`solve_reference`: time loop of the reference solver (schemes of MATH §4.1–§4.2).
 
 The loop lands exactly on the snapshot times (the last step before a snapshot is shortened),
-predicts each step by linear extrapolation of φ = log ρ and η from the two previous steps, and
+predicts each step by linear extrapolation of φ = log ρ from the two previous steps (clipped to
+±1; η starts from its previous value), and
 when a step fails (Newton not converged, non-finite values, linear solver breakdown) it is
 rejected and replaced by two steps of τ/2, recursively, down to ``tau_min``; below that a
 :class:`SolverError` is raised on all ranks (never a NaN result).  Every rejection is recorded.
@@ -109,13 +110,13 @@ def solve_reference(
     newton_tol: float = 1e-12,
     newton_max_it: int = 30,
     tau_min: Optional[float] = None,
-    exact=None,
+    exact="auto",
     progress: bool = True,
 ) -> Trajectory:
     """Solve the KL flow of ``problem`` on an n-per-direction box mesh with time step τ.
 
-    ``exact``: an ExactSolution to measure errors against at each snapshot; by default
-    :func:`pdeflow.exact.exact_solution` of the problem (None when there is no closed form).
+    ``exact``: an ExactSolution to measure errors against at each snapshot; ``"auto"`` (default)
+    takes :func:`pdeflow.exact.exact_solution` of the problem; None measures no errors.
     """
     if not (isinstance(n, (int, np.integer)) and n >= 2):
         raise ValueError(f"n must be an integer >= 2, got {n!r}")
@@ -124,7 +125,7 @@ def solve_reference(
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
     tau_min = tau / 2**12 if tau_min is None else tau_min
-    if exact is None:
+    if isinstance(exact, str) and exact == "auto":
         from ..exact import exact_solution
 
         exact = exact_solution(problem)
@@ -209,7 +210,7 @@ def solve_reference(
         "tau": float(tau),
         "tau_min": float(tau_min),
         "scheme": scheme,
-        "solver": solver if scheme == "frozen-mobility" else "pointwise",
+        "solver": stepper.linear_solver_kind,
         "newton_tol": newton_tol,
         "newton_max_it": newton_max_it,
         "n_dofs": int(n_dof),
