@@ -1,8 +1,8 @@
 """`solve_reference`: time loop of the reference solver (schemes of MATH §4.1–§4.2).
 
 The loop lands exactly on the snapshot times (the last step before a snapshot is shortened),
-predicts each step by linear extrapolation of φ = log ρ from the two previous steps (clipped to
-±1; η starts from its previous value), and
+predicts each step by linear extrapolation of φ = log ρ (clipped to ±1) and of the multiplier η
+from the two previous steps, and
 when a step fails (Newton not converged, non-finite values, linear solver breakdown) it is
 rejected and replaced by two steps of τ/2, recursively, down to ``tau_min``; below that a
 :class:`SolverError` is raised on all ranks (never a NaN result).  Every rejection is recorded.
@@ -154,19 +154,22 @@ def solve_reference(
 
     if norms is not None:
         errors.append({"t": 0.0, **norms(owned[0], lambda x: exact.density(0.0, x), exact_mass(0.0))})
-    history = {"phi_prev": None, "tau_prev": None, "eta": 0.0}
+    history = {"phi_prev": None, "eta_prev": 0.0, "tau_prev": None}
     t = 0.0
     bar = _progress(problem.T, comm) if progress else None
 
     def advance(phi, eta, t, dt):
+        eta_guess = eta
         if history["phi_prev"] is not None:
+            ratio = dt / history["tau_prev"]
             # clipped: where ρ is tiny one step may change log ρ by tens, and extrapolating that
             # would start Newton far from the solution
-            guess = phi + np.clip((dt / history["tau_prev"]) * (phi - history["phi_prev"]), -1.0, 1.0)
+            guess = phi + np.clip(ratio * (phi - history["phi_prev"]), -1.0, 1.0)
+            eta_guess = eta + ratio * (eta - history["eta_prev"])
         else:
             guess = phi
         try:
-            res = stepper.step(phi, dt, t + dt, guess, eta)
+            res = stepper.step(phi, dt, t + dt, guess, eta_guess)
         except (NewtonFailure, FloatingPointError) as exc:
             rejected.append({"t": t, "tau": dt, "reason": str(exc)})
             if dt / 2 < tau_min:
@@ -176,7 +179,7 @@ def solve_reference(
             history["phi_prev"] = None  # the extrapolation that failed is not trusted any more
             phi, eta = advance(phi, eta, t, dt / 2)
             return advance(phi, eta, t + dt / 2, dt / 2)
-        history["phi_prev"], history["tau_prev"] = phi, dt
+        history["phi_prev"], history["eta_prev"], history["tau_prev"] = phi, eta, dt
         steps.append({"t": t + dt, "tau": dt, **res.diagnostics})
         if bar is not None:
             bar.update(dt)

@@ -216,10 +216,16 @@ class FrozenMobilityScheme:
                 dphi = np.clip(dphi, -self.opts.iterative_cap, self.opts.iterative_cap)
             phi = phi + np.where(dphi > 0, np.log1p(np.maximum(dphi, 0.0)), dphi)
             eta = eta + deta
-            # Converged, or stalled at the round-off floor of the linear solve (no longer
-            # contracting although within 1000·tol): more iterations cannot improve φ.
-            stalled = prev_change is not None and change > 0.5 * prev_change and change <= 1e3 * self.opts.tol
-            if change <= self.opts.tol or stalled:
+            # Converged when this update, or the error left after it, is below tol.  The error left
+            # is estimated from the contraction (Newton: c_{k+1} ≈ c_k²/c_{k-1}) and from the
+            # linear tolerance (rtol·c_k) — this saves the last solve, which would only confirm.
+            # Also stop when stalled at the round-off floor (no contraction within 1000·tol).
+            remaining = math.inf
+            stalled = False
+            if prev_change is not None and prev_change > 0:
+                remaining = max(change * change / prev_change, rtol * change)
+                stalled = change > 0.5 * prev_change and change <= 1e3 * self.opts.tol
+            if change <= self.opts.tol or remaining <= self.opts.tol or stalled:
                 converged = True
                 break
             prev_change = change
