@@ -52,34 +52,22 @@ def test_space_order_1d(solve, name, ns, c):
         assert_order(hs, errs[k], 2.0, 0.15, f"{name} h {k}")
 
 
-def test_time_order_fr_bimodal_2d(solve):
-    taus = TAU_LADDER
-    errs = _errors(solve, "fr-kl-bimodal-2d", [(256, t) for t in taus])
+@pytest.mark.parametrize(
+    "name,n,taus",
+    [("fr-kl-bimodal-2d", 256, TAU_LADDER), ("wfr-kl-gauss-2d", 128, (0.1, 0.05, 0.025, 0.0125))],
+)
+def test_time_order_2d(solve, name, n, taus):
+    errs = _errors(solve, name, [(n, t) for t in taus])
     for k in METRICS:
-        assert_order(taus, errs[k], 1.0, 0.1, f"fr-kl-bimodal-2d tau {k}")
+        assert_order(taus, errs[k], 1.0, 0.1, f"{name} tau {k}")
 
 
-def test_space_order_fr_bimodal_2d(solve):
-    ns = (64, 128, 256)
-    hs = [_h("fr-kl-bimodal-2d", n) for n in ns]
-    errs = _errors(solve, "fr-kl-bimodal-2d", [(n, h * h) for n, h in zip(ns, hs)])
+@pytest.mark.parametrize("name,ns", [("fr-kl-bimodal-2d", (64, 128, 256)), ("wfr-kl-gauss-2d", (32, 64, 128))])
+def test_space_order_2d(solve, name, ns):
+    hs = [_h(name, n) for n in ns]
+    errs = _errors(solve, name, [(n, h * h) for n, h in zip(ns, hs)])
     for k in METRICS:
-        assert_order(hs, errs[k], 2.0, 0.15, f"fr-kl-bimodal-2d h {k}")
-
-
-def test_time_order_wfr_gauss_2d(solve):
-    taus = (0.1, 0.05, 0.025, 0.0125)
-    errs = _errors(solve, "wfr-kl-gauss-2d", [(128, t) for t in taus])
-    for k in METRICS:
-        assert_order(taus, errs[k], 1.0, 0.1, f"wfr-kl-gauss-2d tau {k}")
-
-
-def test_space_order_wfr_gauss_2d(solve):
-    ns = (32, 64, 128)
-    hs = [_h("wfr-kl-gauss-2d", n) for n in ns]
-    errs = _errors(solve, "wfr-kl-gauss-2d", [(n, h * h) for n, h in zip(ns, hs)])
-    for k in METRICS:
-        assert_order(hs, errs[k], 2.0, 0.15, f"wfr-kl-gauss-2d h {k}")
+        assert_order(hs, errs[k], 2.0, 0.15, f"{name} h {k}")
 
 
 def test_hellinger_jko_time_order(solve):
