@@ -35,7 +35,7 @@ setup: system $(STAMP)
 # --- main job -----------------------------------------------------------------------------
 demo: setup
 	$(MPIRUN) -n $(NP) $(VENV)/bin/pdeflow solve wfr-kl-mixture-1d --set n=400 --set tau=0.005 --out $(OUT)
-	@echo "demo outputs: $(OUT)/summary.json  $(OUT)/snapshots.npz  $(OUT)/solution.xdmf"
+	@echo "demo done: look at $(OUT)/snapshots.png (density snapshots) and $(OUT)/diagnostics.png; ParaView: $(OUT)/solution.xdmf"
 
 # --- tests --------------------------------------------------------------------------------
 test: setup test-serial test-mpi
