@@ -1,7 +1,9 @@
 """Outputs of a reference solve: summary.json, snapshots.npz (rank 0) and an XDMF time series.
 
 snapshots.npz holds ``t`` (n_snap), ``x`` (n_dof × d vertex coordinates in lexicographic order,
-independent of the number of ranks) and ``rho`` (n_snap × n_dof nodal densities in that order).
+independent of the number of ranks), ``rho`` (n_snap × n_dof nodal densities in that order) and
+``m`` (n_dof lumped masses m_i = ∫ψ_i: the vertex-quadrature weights, so that Σ_i m_i ρ_i g(x_i)
+approximates ∫ρ g to O(h²) without dolfinx — used by pdeflow.compare).
 The XDMF file (solution.xdmf + .h5) is written collectively and opens in ParaView.
 Files are written to a temporary name and renamed, so an interrupted run leaves no half file.
 """
@@ -34,10 +36,11 @@ def write_outputs(traj: Trajectory, out_dir, xdmf: bool = True) -> dict:
     comm = traj.space.comm
     out = Path(out_dir)
     paths = {"summary": out / "summary.json", "snapshots": out / "snapshots.npz", "xdmf": out / "solution.xdmf"}
+    masses = traj.space.gather(traj.space.lumped_mass)  # collective
     if comm.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / ".snapshots.tmp.npz"
-        np.savez(tmp, t=traj.times, x=traj.x, rho=traj.rho)
+        np.savez(tmp, t=traj.times, x=traj.x, rho=traj.rho, m=masses)
         os.replace(tmp, paths["snapshots"])
         tmp = out / ".summary.tmp.json"
         tmp.write_text(summary_json(traj))

@@ -67,6 +67,7 @@ def test_cli_solve_under_mpi(tmp_path_factory):
         data = np.load(f"{out}/snapshots.npz")
         assert data["rho"].shape == (3, 17 * 17) and data["x"].shape == (17 * 17, 2)
         assert list(data["t"]) == [0.0, 0.25, 0.5]
+        assert abs(data["m"].sum() - 100.0) < 1e-10 and np.all(data["m"] > 0)
 
 
 def test_cli_bad_input_exits_2_on_every_rank(capsys):

@@ -82,6 +82,7 @@ def test_solve_writes_summary_snapshots_and_xdmf(tmp_path):
     assert data["t"].tolist() == [0.0, 0.25, 0.5, 1.0]
     assert data["x"].shape == (61, 1) and np.all(np.diff(data["x"][:, 0]) > 0)
     assert data["rho"].shape == (4, 61) and np.all(data["rho"] > 0)
+    assert data["m"].shape == (61,) and abs(data["m"].sum() - 12.0) < 1e-12  # lumped masses sum to |Ω|
     assert (out / "solution.xdmf").exists() and (out / "solution.h5").exists()
     for png in ("snapshots.png", "diagnostics.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
