@@ -1,0 +1,301 @@
+"""Kernel birth–death with Langevin moves (Lu–Lu–Nolen 2019; MATH §5.5) — method ``birth-death``.
+
+Continuum PDE approximated
+--------------------------
+The spherical Wasserstein–Fisher–Rao flow of KL(ρ|π) on the probability measures (MATH §2.1,
+§5.5), with the weights α, β of ``problem.flow``:
+
+    ∂_t ρ = α ∇·(ρ ∇ log(ρ/π)) − β ρ (ξ − ⟨ξ⟩_ρ),     ξ = log(ρ/π),
+    no-flux boundary condition ρ ∂_n log(ρ/π) = 0 on ∂Ω.
+
+More precisely, because ξ is replaced by the kernel-density plug-in ξ̂ = log((K_σ*μ)/π)
+(MATH §5.3 item 2), the particle system approximates at fixed σ the flow in which the reaction
+term uses log((K_σ*ρ)/π): a KDE-smoothed energy, with a bias O(σ²) against the flow above
+(from K_σ*ρ = ρ + σ²Δρ/2 + O(σ⁴)), plus the KDE variance O((Nσ^d)⁻¹), the Monte Carlo error
+O(N^{-1/2}) and the time-step error O(Δt) of the Lie splitting and of ULA.  Near ∂Ω the
+truncated KDE loses mass in a layer of width σ (MATH §6 (b)); the test cases keep the target
+about 6 standard deviations inside Ω.  Unbalanced (M+, "HK") flows are rejected: the method
+keeps N particles of equal (or normalized) weight, so it conserves mass.
+
+Algorithm, per step Δt (the steps are shortened uniformly so that every snapshot time of
+``problem.snapshot_times()`` is hit exactly):
+
+1. Langevin (ULA) move, skipped when α = 0:
+   x ← x + αΔt ∇log π(x) + √(2αΔt) ζ,  ζ ~ N(0, I); points that leave the box Ω are mirrored
+   back with :func:`pdeflow.approx.particles.reflect` — the particle counterpart of the no-flux
+   boundary condition (MATH §6 (d) 4).
+2. Birth–death with rate β Λ_i, Λ_i = ξ̂_i − mean(ξ̂) (skipped when β = 0), where
+   ξ̂_i = log((K_σ*μ)(x_i)/π(x_i)) with the normalized Gaussian kernel K_σ (diagonal bandwidth).
+   Two variants, ``params.extra["variant"]``:
+
+   * ``"stochastic"`` (default, Lu–Lu–Nolen): for each i, if Λ_i > 0 particle i is killed with
+     probability 1 − exp(−βΛ_iΔt) and a uniformly chosen other particle is duplicated; if
+     Λ_i < 0 particle i is duplicated with probability 1 − exp(βΛ_iΔt) and a uniformly chosen
+     other particle is killed.  The fired events are applied in a random order, so N stays
+     fixed; the weights stay equal.  Λ is frozen during a step.
+   * ``"weighted"``: positions only move by ULA; the weights follow the exponential (mirror)
+     step w ← w exp(−βΔt(ξ̂ − Σ_j w_j ξ̂_j)), renormalized, and the particles are resampled
+     (``extra["resampling"]``: "systematic" (default) or "multinomial") whenever the effective
+     sample size ESS = 1/Σw² (normalized weights) falls below ``extra["ess_threshold"]``·N
+     (default 0.5).
+
+Parameters (:class:`~pdeflow.approx.methods.MethodParams`): ``n_particles`` N, ``dt`` Δt,
+``seed`` (the only source of randomness: ``np.random.default_rng(seed)``; a seed reproduces a run
+exactly), ``sigma`` (KDE bandwidth, isotropic); when ``sigma`` is None the bandwidth is fixed once
+from the initial particles by ``extra["bandwidth"]``:
+
+* ``"silverman"`` (default): σ_k = (4/(d+2))^{1/(d+4)} std_k N^{−1/(d+4)} per coordinate
+  (= 1.06 std N^{−1/5} in 1-D);
+* ``"median"``: the median heuristic of :func:`pdeflow.approx.kernels.median_bandwidth`.
+
+The σ actually used is recorded in ``info["sigma"]``.  ``lam``, ``kernel`` and ``xi`` are not
+used (the plug-in is always the KDE one, MATH §5.3 item 2).
+
+Diagnostics: ``steps`` has one entry per time step (t, h, ESS, number of kill/birth events,
+resampled or not); ``info`` has the totals (``kill_events``, ``birth_events``, ``killed``,
+``duplicated``, ``n_resample``), the minimum ESS and the bandwidth.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...problem import Gaussian, GaussianMixture, Problem
+from ..kernels import median_bandwidth, sqdist
+from ..particles import ParticleTrajectory, reflect, sample_initial
+from . import MethodParams
+
+ROW_BUDGET = 1 << 22  # entries of one (chunk × N) block: memory O(N·chunk), ~32 MB of float64
+
+# --- helpers shared with smc_wfr ---------------------------------------------------------------
+
+
+def log_target(problem: Problem, x: np.ndarray) -> np.ndarray:
+    """log π at points x of shape (N, d)."""
+    return np.asarray(problem.target.log_density(x.T), dtype=float)
+
+
+def _mixture_grad_log(mix: GaussianMixture, x: np.ndarray) -> np.ndarray:
+    """∇log π for π = Σ_k m_k N(m_k, Σ_k): Σ_k r_k(x) (−P_k (x − m_k)), r_k the responsibilities."""
+    comps = mix.components if isinstance(mix, GaussianMixture) else (mix,)
+    logs = np.array([c.log_density(x.T) for c in comps])  # (K, N)
+    r = np.exp(logs - logs.max(axis=0))
+    r /= r.sum(axis=0)
+    g = np.zeros_like(x)
+    for rk, c in zip(r, comps):
+        g -= rk[:, None] * ((x - c.m[None, :]) @ np.linalg.inv(c.S).T)
+    return g
+
+
+def grad_log_target(problem: Problem):
+    """A callable x (N, d) → ∇log π(x) (N, d).
+
+    Uses ``target.grad_log_density`` ((d, n) → (d, n)) where the density class has one, the
+    analytic mixture formula for Gaussians / Gaussian mixtures otherwise, and as a last resort
+    central finite differences of ``log_density`` (step 1e-5 · (1 + |x|)).
+    """
+    target = problem.target
+    method = getattr(target, "grad_log_density", None)
+    if callable(method):
+        return lambda x: np.asarray(method(x.T), dtype=float).T
+    if isinstance(target, (GaussianMixture, Gaussian)):
+        return lambda x: _mixture_grad_log(target, x)
+
+    def finite_differences(x):
+        g = np.empty_like(x)
+        for k in range(x.shape[1]):
+            e = np.zeros(x.shape[1])
+            step = 1e-5 * (1.0 + np.abs(x[:, k]))
+            e[k] = 1.0
+            xp, xm = x + step[:, None] * e, x - step[:, None] * e
+            g[:, k] = (target.log_density(xp.T) - target.log_density(xm.T)) / (2 * step)
+        return g
+
+    return finite_differences
+
+
+def step_schedule(times, dt: float):
+    """Yield (t_end, h, snapshot_index or None): steps of size h ≤ dt, uniform within each
+    interval between consecutive snapshot times, so that every snapshot is hit exactly."""
+    for k, (t0, t1) in enumerate(zip(times[:-1], times[1:])):
+        n = max(1, int(math.ceil((t1 - t0) / dt - 1e-9)))
+        h = (t1 - t0) / n
+        for s in range(1, n + 1):
+            yield (t1 if s == n else t0 + s * h), h, (k + 1 if s == n else None)
+
+
+def ess(W: np.ndarray) -> float:
+    """Effective sample size 1/Σ W_i² of normalized weights."""
+    return float(1.0 / np.sum(W * W))
+
+
+def normalize_log(logw: np.ndarray):
+    """(normalized weights, normalized log weights) from log weights, by log-sum-exp."""
+    top = logw.max()
+    lse = top + math.log(np.exp(logw - top).sum())
+    logW = logw - lse
+    return np.exp(logW), logW
+
+
+def resample(W: np.ndarray, rng: np.random.Generator, scheme: str = "systematic") -> np.ndarray:
+    """Ancestor indices (N,) drawn from normalized weights W: systematic or multinomial."""
+    n = W.size
+    cdf = np.cumsum(W)
+    cdf[-1] = 1.0
+    if scheme == "systematic":
+        u = (rng.random() + np.arange(n)) / n
+    elif scheme == "multinomial":
+        u = np.sort(rng.random(n))
+    else:
+        raise ValueError(f"unknown resampling scheme {scheme!r}; choose 'systematic' or 'multinomial'")
+    return np.minimum(np.searchsorted(cdf, u, side="right"), n - 1)
+
+
+def ula_move(problem: Problem, grad, x: np.ndarray, alpha: float, h: float, rng: np.random.Generator):
+    """x + αh∇log π(x) + √(2αh) ζ, reflected into Ω."""
+    y = x + alpha * h * grad(x) + math.sqrt(2.0 * alpha * h) * rng.standard_normal(x.shape)
+    return reflect(problem.domain, y)
+
+
+def row_chunk(n_cols: int, factor: int = 1) -> int:
+    return max(1, ROW_BUDGET // max(1, n_cols * factor))
+
+
+# --- the KDE plug-in ---------------------------------------------------------------------------
+
+
+def kde_log(x: np.ndarray, W: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """log (K_σ*μ)(x_i) for μ = Σ_j W_j δ_{x_j}, K_σ the normalized Gaussian with diagonal
+    bandwidth σ (d,), by log-sum-exp in row chunks (memory O(N·chunk))."""
+    n, d = x.shape
+    z = x / sigma[None, :]
+    logW = np.log(np.maximum(W, 1e-300))
+    const = -np.log(sigma).sum() - 0.5 * d * math.log(2 * math.pi)
+    out = np.empty(n)
+    step = row_chunk(n)
+    for s in range(0, n, step):
+        G = logW[None, :] - 0.5 * sqdist(z[s : s + step], z)
+        top = G.max(axis=1)
+        out[s : s + step] = top + np.log(np.exp(G - top[:, None]).sum(axis=1))
+    return out + const
+
+
+def choose_bandwidth(x: np.ndarray, W: np.ndarray, params: MethodParams):
+    """(σ per coordinate (d,), rule name)."""
+    n, d = x.shape
+    if params.sigma is not None:
+        return np.full(d, float(params.sigma)), "given"
+    rule = params.extra.get("bandwidth", "silverman")
+    if rule == "silverman":
+        mean = W @ x
+        std = np.sqrt(np.maximum(W @ (x - mean) ** 2, 1e-300))
+        factor = (4.0 / (d + 2)) ** (1.0 / (d + 4)) * n ** (-1.0 / (d + 4))
+        return factor * std, rule
+    if rule == "median":
+        return np.full(d, median_bandwidth(x)), rule
+    raise ValueError(f"unknown bandwidth rule {rule!r}; choose 'silverman' or 'median' (or set sigma)")
+
+
+# --- the method --------------------------------------------------------------------------------
+
+VARIANTS = ("stochastic", "weighted")
+
+
+def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajectory:
+    flow = problem.flow
+    if not flow.spherical:
+        raise ValueError(
+            f"{method}: the birth-death method approximates the spherical (mass-conserving) WFR flow; "
+            f"case {problem.name!r} has an unbalanced (M+) flow"
+        )
+    variant = params.extra.get("variant", "stochastic")
+    if variant not in VARIANTS:
+        raise ValueError(f"{method}: unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    threshold = float(params.extra.get("ess_threshold", 0.5))
+    scheme = params.extra.get("resampling", "systematic")
+    alpha, beta = flow.alpha, flow.beta
+
+    rng = np.random.default_rng(params.seed)
+    N = params.n_particles
+    x, w0 = sample_initial(problem, N, rng)
+    mass = float(w0.sum())
+    W = np.full(N, 1.0 / N)
+    logW = np.log(W)
+    sigma, rule = choose_bandwidth(x, W, params)
+    grad = grad_log_target(problem)
+
+    times = problem.snapshot_times()
+    xs, ws = [x.copy()], [mass * W]
+    steps = []
+    totals = {"kill_events": 0, "birth_events": 0, "n_resample": 0}
+    ess_min = float(N)
+
+    for t, h, snap in step_schedule(times, params.dt):
+        if alpha > 0:
+            x = ula_move(problem, grad, x, alpha, h, rng)
+        record = {"t": t, "h": h}
+        if beta > 0:
+            xi = kde_log(x, W, sigma) - log_target(problem, x)
+            if variant == "stochastic":
+                lam = xi - xi.mean()
+                prob = -np.expm1(-beta * h * np.abs(lam))
+                fired = np.flatnonzero(rng.random(N) < prob)
+                order = fired[rng.permutation(fired.size)]
+                partners = rng.integers(N - 1, size=order.size)
+                kills = 0
+                for i, j in zip(order, partners):
+                    j = j + (j >= i)  # uniformly among the other N − 1 particles
+                    if lam[i] > 0:  # kill i, duplicate j
+                        x[i] = x[j]
+                        kills += 1
+                    else:  # duplicate i, kill j
+                        x[j] = x[i]
+                births = order.size - kills
+                totals["kill_events"] += kills
+                totals["birth_events"] += births
+                record.update(kill_events=kills, birth_events=births)
+            else:
+                logW = logW - beta * h * (xi - W @ xi)
+                W, logW = normalize_log(logW)
+                e = ess(W)
+                ess_min = min(ess_min, e)
+                record["ess"] = e
+                resampled = e < threshold * N
+                if resampled:
+                    idx = resample(W, rng, scheme)
+                    x = x[idx]
+                    W = np.full(N, 1.0 / N)
+                    logW = np.log(W)
+                    totals["n_resample"] += 1
+                record["resampled"] = bool(resampled)
+        steps.append(record)
+        if snap is not None:
+            xs.append(x.copy())
+            ws.append(mass * W)
+
+    info = {
+        "variant": variant,
+        "sigma": [float(s) for s in sigma],
+        "bandwidth_rule": rule,
+        "alpha": alpha,
+        "beta": beta,
+        "n_steps": len(steps),
+        "kill_events": totals["kill_events"],
+        "birth_events": totals["birth_events"],
+        # every event kills one particle and duplicates another
+        "killed": totals["kill_events"] + totals["birth_events"],
+        "duplicated": totals["kill_events"] + totals["birth_events"],
+        "n_resample": totals["n_resample"],
+    }
+    if variant == "weighted":
+        info.update(ess_threshold=threshold, resampling=scheme, ess_min=ess_min)
+    return ParticleTrajectory(
+        method=method,
+        params=params.describe(),
+        times=np.array(times, dtype=float),
+        x=np.stack(xs),
+        w=np.stack(ws),
+        steps=steps,
+        info=info,
+    )
