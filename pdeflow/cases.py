@@ -178,17 +178,19 @@ def _convert(key: str, raw, spec: Key):
     return value
 
 
-def parse_overrides(pairs) -> dict:
-    """``["n=64", "tau=1e-3"]`` → ``{"n": 64, "tau": 0.001}``, validated; CaseError otherwise."""
+def parse_overrides(pairs, extra_keys: dict = None) -> dict:
+    """``["n=64", "tau=1e-3"]`` → ``{"n": 64, "tau": 0.001}``, validated; CaseError otherwise.
+
+    ``extra_keys``: further accepted keys (name → Key), e.g. the particle-method keys."""
+    specs = {**PROBLEM_KEYS, **SOLVER_KEYS, **(extra_keys or {})}
     out = {}
     for item in pairs or ():
         if "=" not in item:
             raise CaseError(f"--set expects key=value, got {item!r}")
         key, raw = (s.strip() for s in item.split("=", 1))
-        spec = PROBLEM_KEYS.get(key) or SOLVER_KEYS.get(key)
+        spec = specs.get(key)
         if spec is None:
-            known = ", ".join(list(PROBLEM_KEYS) + list(SOLVER_KEYS))
-            raise CaseError(f"unknown key {key!r}; known keys: {known}")
+            raise CaseError(f"unknown key {key!r}; known keys: {', '.join(specs)}")
         out[key] = _convert(key, raw, spec)
     return out
 
@@ -213,3 +215,24 @@ def apply_overrides(problem: Problem, values: dict) -> tuple:
             problem = problem.with_changes(exact_kind=None)
     solver = {k: v for k, v in values.items() if k in SOLVER_KEYS}
     return problem, solver
+
+
+# Keys of `pdeflow approx` (particle methods); the reference keys n, tau, ... come from SOLVER_KEYS.
+METHOD_KEYS = {
+    "n_particles": Key(int, lambda v: v >= 2, "an integer >= 2"),
+    "lam": Key(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0"),
+    "sigma": Key(float, lambda v: v > 0 and math.isfinite(v), "a positive number (kernel bandwidth)"),
+    "bandwidth": Key(float, lambda v: v > 0 and math.isfinite(v), "a positive number (alias of sigma)"),
+    "kernel": Key(str, lambda v: v in ("gaussian", "imq", "laplace", "matern32", "energy", "bilinear"),
+                  "one of gaussian, imq, laplace, matern32, energy, bilinear"),
+    "dt": Key(float, lambda v: v > 0 and math.isfinite(v), "a positive number"),
+    "seed": Key(int, lambda v: v >= 0, "an integer >= 0"),
+    "xi": Key(str, lambda v: v in ("a", "b", "c"), "a (importance sampling), b (KDE) or c (blob)"),
+    "variant": Key(str, lambda v: v in ("stochastic", "weighted"), "stochastic or weighted"),
+    "move": Key(str, lambda v: v in ("ula", "mala"), "ula or mala"),
+    "ess_threshold": Key(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "noise": Key(float, lambda v: v >= 0, "a number >= 0"),
+    "n_target": Key(int, lambda v: v >= 2, "an integer >= 2"),
+    "integrator": Key(str, lambda v: v in ("mirror", "exact", "euler", "ivp"), "mirror, exact, euler or ivp"),
+}
+METHOD_EXTRA_KEYS = ("variant", "move", "ess_threshold", "noise", "n_target", "integrator")

@@ -2,6 +2,7 @@
 
     pdeflow cases [--json]
     pdeflow solve CASE [--set key=value ...] [--out DIR] [--json] [--no-xdmf] [--no-plots] [--quiet]
+    pdeflow approx CASE --method M [--set key=value ...] [--reference DIR] [--out DIR] [--json] [--quiet]
 
 Bad input (unknown case or key, τ ≤ 0, n < 2, a non-numeric value, ...) gives a one-line message
 on stderr and exit code 2, on rank 0 only, before any dolfinx object is created.  A solve that
@@ -97,6 +98,21 @@ def _build_parser() -> _Parser:
     p_solve.add_argument("--no-xdmf", action="store_true", help="skip the XDMF time series")
     p_solve.add_argument("--no-plots", action="store_true", help="skip snapshots.png and diagnostics.png")
     p_solve.add_argument("--quiet", action="store_true", help="no progress bar and no report lines")
+    p_approx = sub.add_parser("approx", help="run a particle (kernel) method and compare it with the reference")
+    p_approx.add_argument("case", help="a case name (see `pdeflow cases`)")
+    p_approx.add_argument("--method", required=True, help="lambda-fr, lambda-stein, svgd, lambda-wfr, birth-death, mmd-flow, smc-wfr")
+    p_approx.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="n_particles, lam, sigma|bandwidth, kernel, dt, T, seed, xi (a|b|c), alpha, beta; method extras: "
+        "variant, move, ess_threshold, noise, n_target, integrator; reference: n, tau",
+    )
+    p_approx.add_argument("--reference", default=None, help="reuse the reference written by `pdeflow solve` in DIR")
+    p_approx.add_argument("--out", default=None, help="output directory (default results/<case>-<method>)")
+    p_approx.add_argument("--json", action="store_true", help="print summary.json to stdout")
+    p_approx.add_argument("--quiet", action="store_true", help="no report lines")
     return parser
 
 
@@ -173,6 +189,94 @@ def _solve(args) -> int:
     return 0
 
 
+def _approx(args) -> int:
+    from .approx import METHODS, MethodParams
+
+    if args.method not in METHODS:
+        raise case_registry.CaseError(f"--method: unknown method {args.method!r}; choose from {', '.join(METHODS)}")
+    problem = case_registry.get_case(args.case)
+    values = case_registry.parse_overrides(args.set, extra_keys=case_registry.METHOD_KEYS)
+    problem, solver_opts = case_registry.apply_overrides(problem, values)
+    if "sigma" in values and "bandwidth" in values:
+        raise case_registry.CaseError("sigma/bandwidth: give one of them (they are the same parameter)")
+    extra = {k: values[k] for k in case_registry.METHOD_EXTRA_KEYS if k in values}
+    try:
+        params = MethodParams(
+            n_particles=values.get("n_particles", 500),
+            lam=values.get("lam", 1e-3),
+            sigma=values.get("sigma", values.get("bandwidth")),
+            kernel=values.get("kernel", "gaussian"),
+            dt=values.get("dt", 0.01),
+            seed=values.get("seed", 0),
+            xi=values.get("xi", "a"),
+            extra=extra,
+        )
+    except ValueError as exc:
+        raise case_registry.CaseError(str(exc)) from None
+    from . import verify
+
+    logging.getLogger().setLevel(logging.WARNING)
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    out = Path(args.out or f"results/{problem.name}-{args.method}")
+    if args.reference:
+        try:
+            reference = verify.load_reference(args.reference, problem)
+        except verify.ReferenceMismatch as exc:
+            raise case_registry.CaseError(str(exc)) from None
+    else:
+        n = solver_opts.pop("n", 400 if problem.dim == 1 else 48)
+        tau = solver_opts.pop("tau", 0.005 if problem.dim == 1 else 0.01)
+        from .fem import SolverError
+
+        try:
+            reference = verify.solve_reference_for(problem, n, tau, comm)
+        except SolverError as exc:
+            return _fail(f"reference: {exc}", EXIT_FAILED)
+        from .fem.io import write_outputs
+
+        write_outputs(reference["trajectory"], out / "reference", xdmf=False)
+    reference = comm.bcast({k: v for k, v in reference.items() if k != "trajectory"} if comm.rank == 0 else None, root=0)
+    try:
+        run = verify.evaluate(problem, args.method, params, reference)
+    except ValueError as exc:  # a method refusing this case/parameter combination
+        raise case_registry.CaseError(f"{args.method}: {exc}") from None
+    if comm.rank == 0:
+        import numpy as np
+
+        from .fem.io import _json_default
+
+        traj = run["trajectory"]
+        summary = {"case": problem.name, "problem": problem.describe(), "mpi_size": comm.size,
+                   "reference": str(args.reference or out / "reference"), **run["result"]}
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez(out / ".particles.tmp.npz", t=traj.times, x=traj.x, w=traj.w)
+        (out / ".particles.tmp.npz").replace(out / "particles.npz")
+        text = json.dumps(summary, indent=1, default=_json_default)
+        (out / ".summary.tmp.json").write_text(text)
+        (out / ".summary.tmp.json").replace(out / "summary.json")
+        if args.json:
+            print(text)
+        elif not args.quiet:
+            last = summary["snapshots"][-1]
+            ref = last["reference"]
+            mmd = ", ".join(f"l={k}: {v:.3e}" for k, v in ref["mmd_gaussian"].items())
+            print(f"{problem.name} / {args.method}: N = {params.n_particles}, t = {last['t']:g}")
+            print(f"  to the reference: MMD {mmd}; mass error {ref['mass_error']:.2e}")
+            if "exact" in last:
+                print(f"  to the exact solution: MMD " + ", ".join(f"l={k}: {v:.3e}" for k, v in last['exact']['mmd_gaussian'].items()))
+            fl = summary["mc_floor_at_T"]
+            print(f"  Monte-Carlo floor (l={fl['kernel_scale']}): {fl['mean']:.3e} ± {fl['std']:.1e}")
+            if "two_stage_split" in summary:
+                st = summary["two_stage_split"]["snapshots"][-1]
+                k = str(summary["metric_scales"][1])
+                print(f"  split at l={k}: particles vs mesh lambda-FRk {st['particles_vs_mesh_method']['mmd_gaussian'][k]:.3e}, "
+                      f"mesh lambda-FRk vs reference {st['mesh_method_vs_reference']['mmd_gaussian'][k]:.3e}")
+            print(f"  summary: {out / 'summary.json'}\n  particles: {out / 'particles.npz'}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = _build_parser()
     try:
@@ -181,6 +285,8 @@ def main(argv=None) -> int:
             if _rank() == 0:
                 print(_cases_table(args.json))
             return 0
+        if args.command == "approx":
+            return _approx(args)
         return _solve(args)
     except _UsageError as exc:
         return _fail(str(exc), EXIT_USAGE)

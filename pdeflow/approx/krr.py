@@ -15,13 +15,13 @@ import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.sparse.linalg import LinearOperator, cg
 
-from .kernels import Kernel
+from .kernels import DEFAULT_CHUNK, Kernel
 
 DENSE_LIMIT = 6000
 
 
 def krr(kernel: Kernel, x: np.ndarray, w: np.ndarray, xi: np.ndarray, lam: float, dense_limit: int = DENSE_LIMIT,
-        rtol: float = 1e-10, gram: np.ndarray = None) -> np.ndarray:
+        rtol: float = 1e-10, gram: np.ndarray = None, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
     """r = (K_μ + λ)⁻¹ K_μ ξ at the particles; ``xi`` of shape (N,) or (N, p).
 
     ``gram``: the matrix [k(x_i, x_j)] when the caller keeps it (fixed particles or mesh vertices:
@@ -44,7 +44,7 @@ def krr(kernel: Kernel, x: np.ndarray, w: np.ndarray, xi: np.ndarray, lam: float
         r = K @ (sw[:, None] * z)
     else:
         def mv(v):
-            return sw * kernel.apply(x, x, sw * v) + lam * v
+            return sw * kernel.apply(x, x, sw * v, chunk=chunk) + lam * v
 
         op = LinearOperator((n, n), matvec=mv, dtype=float)
         cols = []
@@ -53,7 +53,7 @@ def krr(kernel: Kernel, x: np.ndarray, w: np.ndarray, xi: np.ndarray, lam: float
             if info != 0:
                 raise RuntimeError(f"KRR conjugate gradients did not converge (info = {info})")
             cols.append(z)
-        r = kernel.apply(x, x, sw[:, None] * np.column_stack(cols))
+        r = kernel.apply(x, x, sw[:, None] * np.column_stack(cols), chunk=chunk)
     return r if xi.ndim == 2 else r[:, 0]
 
 

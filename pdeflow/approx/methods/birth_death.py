@@ -165,20 +165,28 @@ def row_chunk(n_cols: int, factor: int = 1) -> int:
 # --- the KDE plug-in ---------------------------------------------------------------------------
 
 
-def kde_log(x: np.ndarray, W: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """log (K_σ*μ)(x_i) for μ = Σ_j W_j δ_{x_j}, K_σ the normalized Gaussian with diagonal
-    bandwidth σ (d,), by log-sum-exp in row chunks (memory O(N·chunk))."""
-    n, d = x.shape
-    z = x / sigma[None, :]
-    logW = np.log(np.maximum(W, 1e-300))
+def log_gauss_mixture(y: np.ndarray, centers: np.ndarray, logW: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """log Σ_j W_j N(y_i; c_j, diag(σ²)) for points y (n, d), centers c (m, d), log weights (m,),
+    by log-sum-exp in row chunks of y (memory O(m·chunk))."""
+    n, d = y.shape
+    z, c = y / sigma[None, :], centers / sigma[None, :]
     const = -np.log(sigma).sum() - 0.5 * d * math.log(2 * math.pi)
     out = np.empty(n)
-    step = row_chunk(n)
+    step = row_chunk(c.shape[0])
     for s in range(0, n, step):
-        G = logW[None, :] - 0.5 * sqdist(z[s : s + step], z)
+        G = logW[None, :] - 0.5 * sqdist(z[s : s + step], c)
         top = G.max(axis=1)
+        top = np.where(np.isfinite(top), top, 0.0)
         out[s : s + step] = top + np.log(np.exp(G - top[:, None]).sum(axis=1))
     return out + const
+
+
+def kde_log(x: np.ndarray, W: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """log (K_σ*μ)(x_i) for μ = Σ_j W_j δ_{x_j}, K_σ the normalized Gaussian with diagonal
+    bandwidth σ (d,) — the self term j = i included."""
+    with np.errstate(divide="ignore"):
+        logW = np.log(W)
+    return log_gauss_mixture(x, x, logW, sigma)
 
 
 def choose_bandwidth(x: np.ndarray, W: np.ndarray, params: MethodParams):

@@ -58,6 +58,7 @@ acceptance rate (MALA) and the move.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -65,40 +66,23 @@ import numpy as np
 from ...problem import Problem
 from ..particles import ParticleTrajectory, reflect, sample_initial
 from . import MethodParams
-from .birth_death import ess, grad_log_target, log_target, normalize_log, resample, row_chunk, step_schedule
+from .birth_death import ess, grad_log_target, log_gauss_mixture, log_target, normalize_log, resample, step_schedule
 
 MOVES = ("ula", "mala")
-IMAGE_CUTOFF = 38.0  # image terms below exp(−38²/2) ≈ 1e-314 of the peak are dropped
-
-
-def _logsumexp_rows(G: np.ndarray) -> np.ndarray:
-    top = G.max(axis=-1)
-    top = np.where(np.isfinite(top), top, 0.0)
-    return top + np.log(np.exp(G - top[..., None]).sum(axis=-1))
+IMAGE_CUTOFF = 38.0  # mirror-image terms below exp(−38²/2) ≈ 1e-314 of a Gaussian's peak are dropped
 
 
 def _log_gauss1d_reflected(y: np.ndarray, mu: np.ndarray, var: float, lo: float, hi: float) -> np.ndarray:
-    """log of the reflected 1-D Gaussian density on [lo, hi] with mean μ, variance var, at y;
-    y and mu broadcast against each other.  Images: y, 2lo − y, 2hi − y."""
-    sd = math.sqrt(var)
-    terms = [-0.5 * (y - mu) ** 2 / var]
-    reach = IMAGE_CUTOFF * sd
-    for face, outward in ((lo, -1.0), (hi, 1.0)):
-        # With μ inside, |2·face − y − μ| = |face − y| + |face − μ|: the image matters only when y
-        # and μ are both near the face.  A mean beyond the face (drift overshoot) always needs it.
-        beyond = np.any(outward * (mu - face) > 0)
-        if beyond or np.min(np.abs(face - y)) + np.min(np.abs(face - mu)) < reach:
-            terms.append(-0.5 * (2 * face - y - mu) ** 2 / var)
-    if len(terms) == 1:
-        out = terms[0]
-    else:
-        out = _logsumexp_rows(np.stack(np.broadcast_arrays(*terms), axis=-1))
-    return out - 0.5 * math.log(2 * math.pi * var)
+    """log of the reflected 1-D Gaussian density on [lo, hi] with mean μ and variance var at y
+    (arrays of the same shape): images y, 2lo − y and 2hi − y."""
+    terms = np.stack([y - mu, 2 * lo - y - mu, 2 * hi - y - mu]) ** 2 * (-0.5 / var)
+    top = terms.max(axis=0)
+    return top + np.log(np.exp(terms - top).sum(axis=0)) - 0.5 * math.log(2 * math.pi * var)
 
 
 def log_transition(problem: Problem, y: np.ndarray, mu: np.ndarray, var: float) -> np.ndarray:
-    """log M_h(x → y) per particle (pairs y_i, μ_i), M_h the reflected Gaussian with mean μ =
-    x + αh∇log π(x) and variance var = 2αh per coordinate; y, mu of shape (N, d)."""
+    """log M_h(x_i → y_i) per particle, M_h the reflected Gaussian with mean μ = x + αh∇log π(x)
+    and variance var = 2αh per coordinate; y, mu of shape (N, d)."""
     lo, hi = problem.domain.lower, problem.domain.upper
     out = np.zeros(y.shape[0])
     for k in range(y.shape[1]):
@@ -107,17 +91,38 @@ def log_transition(problem: Problem, y: np.ndarray, mu: np.ndarray, var: float) 
 
 
 def log_mixture(problem: Problem, y: np.ndarray, mu: np.ndarray, logW: np.ndarray, var: float) -> np.ndarray:
-    """log ρ̂(y_i) = log Σ_j W_j M_h(x_j, y_i), in row chunks of y (memory O(N·chunk))."""
-    lo, hi = problem.domain.lower, problem.domain.upper
+    """log ρ̂(y_i) = log Σ_j W_j M_h(x_j, y_i), M_h the reflected Gaussian transition density.
+
+    M_h(x, y) = Σ_{images ỹ of y} N(ỹ; μ(x), var·I), the images of y taken coordinate by
+    coordinate (y_k, 2lo_k − y_k, 2hi_k − y_k).  So ρ̂ is the plain Gaussian mixture evaluated at
+    y and at those images of y that come within IMAGE_CUTOFF standard deviations of the range of
+    the means (only points near a face), combined by log-sum-exp.  Row chunks: memory O(N·chunk).
+    """
     n, d = y.shape
-    out = np.empty(n)
-    step = row_chunk(mu.shape[0], 3)
-    for s in range(0, n, step):
-        yc = y[s : s + step]
-        G = np.broadcast_to(logW[None, :], (yc.shape[0], mu.shape[0])).copy()
-        for k in range(d):
-            G += _log_gauss1d_reflected(yc[:, k, None], mu[None, :, k], var, lo[k], hi[k])
-        out[s : s + step] = _logsumexp_rows(G)
+    sd = math.sqrt(var)
+    sig = np.full(d, sd)
+    out = log_gauss_mixture(y, mu, logW, sig)
+    lo, hi = np.array(problem.domain.lower), np.array(problem.domain.upper)
+    reach = IMAGE_CUTOFF * sd
+    # options[k] = (image coordinates for face lo, for face hi, masks where they can matter)
+    img_lo, img_hi = 2 * lo[None, :] - y, 2 * hi[None, :] - y
+    need_lo = img_lo > mu.min(axis=0)[None, :] - reach
+    need_hi = img_hi < mu.max(axis=0)[None, :] + reach
+    for pattern in itertools.product((0, 1, 2), repeat=d):
+        if not any(pattern):
+            continue
+        rows = np.ones(n, dtype=bool)
+        pts = y.copy()
+        for k, choice in enumerate(pattern):
+            if choice == 1:
+                rows &= need_lo[:, k]
+                pts[:, k] = img_lo[:, k]
+            elif choice == 2:
+                rows &= need_hi[:, k]
+                pts[:, k] = img_hi[:, k]
+        if rows.any():
+            extra = log_gauss_mixture(pts[rows], mu, logW, sig)
+            out[rows] = np.logaddexp(out[rows], extra)
     return out
 
 

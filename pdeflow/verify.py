@@ -1,0 +1,129 @@
+"""Run a particle method against the finite-element reference and measure the distance (MATH §6),
+with the error split into its sources (MATH §5, 'General rule'):
+
+* particles vs the FE reference of the true flow, at every snapshot: Gaussian MMD at several scales
+  (by vertex quadrature of ρ_h; primary), energy distance of the normalized shapes, the mass
+  error, and W2 of the normalized measures (exact quantiles in 1-D, EMD on the vertex cloud in 2-D);
+* the same distances to the exact solution (evaluated at the reference's vertices with the same
+  quadrature weights) when the case has one;
+* the Monte-Carlo floor: MMD of N i.i.d. draws from the reference at T — no method with N
+  particles can do better on average;
+* the two-stage split, where a mesh version of the method exists (λ-FRk on a pure FR case):
+  particles vs the mesh λ-FRk solution at the same (k, λ) — the N and time-step error — and the
+  mesh λ-FRk solution vs the reference — the λ/σ bias.
+
+The reference may be reused from a directory written by ``pdeflow solve`` (snapshots.npz with
+the lumped masses ``m``).  Solving it needs dolfinx; everything else here is numpy.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import compare
+from .approx import MethodParams, run_approximation
+from .approx.kernels import Kernel, median_bandwidth
+
+
+class ReferenceMismatch(ValueError):
+    """A reused reference does not belong to this case or lacks the needed arrays."""
+
+
+def metric_scales(problem) -> tuple:
+    """Gaussian MMD scales (0.1, 0.3, 1) × L/4, L the largest side of Ω (MATH §6 (a))."""
+    L = max(b - a for a, b in zip(problem.domain.lower, problem.domain.upper))
+    return tuple(round(f * L / 4, 6) for f in (0.1, 0.3, 1.0))
+
+
+def load_reference(path, problem) -> dict:
+    path = Path(path)
+    try:
+        data = np.load(path / "snapshots.npz")
+        summary = json.loads((path / "summary.json").read_text())
+    except FileNotFoundError as exc:
+        raise ReferenceMismatch(f"--reference {path}: {exc.strerror}: {exc.filename}") from None
+    if "m" not in data.files:
+        raise ReferenceMismatch(f"--reference {path}: snapshots.npz has no lumped masses 'm' (rerun pdeflow solve)")
+    if summary.get("case") != problem.name:
+        raise ReferenceMismatch(f"--reference {path}: it is a solve of {summary.get('case')!r}, not {problem.name!r}")
+    times = np.asarray(problem.snapshot_times())
+    if data["t"].shape != times.shape or np.max(np.abs(data["t"] - times)) > 1e-12:
+        raise ReferenceMismatch(f"--reference {path}: snapshot times {list(data['t'])} differ from {list(times)}")
+    return {"t": data["t"], "x": data["x"], "rho": data["rho"], "m": data["m"], "summary": summary}
+
+
+def solve_reference_for(problem, n: int, tau: float, comm=None) -> dict:
+    from mpi4py import MPI
+
+    from .fem import solve_reference
+    from .fem.space import P1Space  # noqa: F401  (dolfinx is needed from here on)
+
+    comm = MPI.COMM_WORLD if comm is None else comm
+    traj = solve_reference(problem, n=n, tau=tau, comm=comm, progress=False)
+    m = traj.space.gather(traj.space.lumped_mass)
+    return {"t": traj.times, "x": traj.x, "rho": traj.rho, "m": m, "summary": traj.summary() if comm.rank == 0 else None,
+            "trajectory": traj}
+
+
+def _distances(x, w, mesh_x, mesh_rho, mesh_m, scales) -> dict:
+    out = compare.compare_to_mesh(x, w, mesh_x, mesh_rho, mesh_m, scales=scales)
+    out["mmd_gaussian"] = {str(k): v for k, v in out["mmd_gaussian"].items()}
+    if mesh_x.shape[1] <= 2:
+        out["w2_normalized"] = compare.w2_to_mesh(x, w, mesh_x, mesh_rho, mesh_m, normalize=True)
+    return out
+
+
+def evaluate(problem, method: str, params: MethodParams, reference: dict, mesh_split: bool = True,
+             floor_seeds: int = 5) -> dict:
+    """Run the method and measure it against ``reference`` (see the module docstring)."""
+    from .exact import exact_solution
+
+    traj = run_approximation(problem, method, params)
+    scales = metric_scales(problem)
+    ref_x, ref_m = reference["x"], reference["m"]
+    exact = exact_solution(problem)
+    snapshots = []
+    for k, t in enumerate(traj.times):
+        entry = {"t": float(t), "reference": _distances(traj.x[k], traj.w[k], ref_x, reference["rho"][k], ref_m, scales)}
+        if exact is not None:
+            rho_ex = exact.density(float(t), ref_x.T)
+            entry["exact"] = _distances(traj.x[k], traj.w[k], ref_x, rho_ex, ref_m, scales)
+        snapshots.append(entry)
+    rng = np.random.default_rng(params.seed + 10_000)
+    floor = compare.mc_floor(Kernel("gaussian", scales[1]), ref_x, reference["rho"][-1], ref_m, traj.n_particles,
+                             seeds=floor_seeds, rng=rng)
+    floor.pop("values", None)
+    result = {
+        "method": method,
+        "parameters": params.describe(),
+        "metric_scales": list(scales),
+        "snapshots": snapshots,
+        "mc_floor_at_T": {"kernel_scale": scales[1], **floor},
+        "particles": traj.summary(),
+    }
+    if mesh_split and method == "lambda-fr" and problem.flow.alpha == 0 and params.lam > 0:
+        result["two_stage_split"] = _lambda_frk_split(problem, params, traj, reference, scales)
+    return {"result": result, "trajectory": traj}
+
+
+def _lambda_frk_split(problem, params, traj, reference, scales) -> dict:
+    """Stage 1: particles vs mesh λ-FRk (same kernel, λ, dt); stage 2: mesh λ-FRk vs reference."""
+    from .fem.nonlocal_flows import DENSE_VERTEX_LIMIT, solve_lambda_frk_mesh
+
+    n_ref = int(reference["summary"]["parameters"]["n"]) if reference.get("summary") else None
+    n = n_ref
+    if n is None or (n + 1) ** problem.dim > DENSE_VERTEX_LIMIT:
+        n = int(DENSE_VERTEX_LIMIT ** (1 / problem.dim)) - 1
+    bandwidth = traj.info.get("bandwidth") or traj.params.get("bandwidth") or params.sigma
+    if bandwidth is None:
+        bandwidth = median_bandwidth(traj.x[0])
+    mesh = solve_lambda_frk_mesh(problem, n, params.dt, params.lam, Kernel(params.kernel, float(bandwidth)))
+    stages = []
+    for k, t in enumerate(traj.times):
+        stage1 = _distances(traj.x[k], traj.w[k], mesh["x"], mesh["rho"][k], mesh["m"], scales)
+        y, v = compare.mesh_cloud(mesh["x"], mesh["rho"][k], mesh["m"])
+        stage2 = _distances(y, v, reference["x"], reference["rho"][k], reference["m"], scales)
+        stages.append({"t": float(t), "particles_vs_mesh_method": stage1, "mesh_method_vs_reference": stage2})
+    return {"mesh_n": n, "bandwidth": float(bandwidth), "lam": params.lam, "snapshots": stages}

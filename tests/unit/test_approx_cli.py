@@ -1,0 +1,75 @@
+"""`pdeflow approx`: the particle run, its comparison with a reused reference, outputs and errors."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pdeflow.cli import main
+
+PDEFLOW = [sys.executable, "-m", "pdeflow.cli"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref")
+    assert main(["solve", "fr-kl-gauss-1d", "--set", "n=200", "--set", "tau=0.01", "--out", str(out), "--quiet",
+                 "--no-xdmf", "--no-plots"]) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--method", "nope"], "unknown method"),
+        (["--method", "lambda-fr", "--set", "lam=-1"], "lam"),
+        (["--method", "lambda-fr", "--set", "n_particles=1"], "n_particles"),
+        (["--method", "lambda-fr", "--set", "xi=z"], "xi"),
+        (["--method", "lambda-fr", "--set", "kernel=cosine"], "kernel"),
+        (["--method", "lambda-fr", "--set", "sigma=1", "--set", "bandwidth=2"], "sigma/bandwidth"),
+        (["--method", "svgd", "--set", "dt=0"], "dt"),
+        (["--method", "birth-death", "--set", "variant=magic"], "variant"),
+        (["--method", "lambda-fr", "--set", "colour=red"], "unknown key"),
+    ],
+)
+def test_bad_input_exit_2(capsys, args, needle):
+    assert main(["approx", "fr-kl-gauss-1d"] + args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pdeflow: error:") and "\n" not in err and needle in err, err
+
+
+def test_reference_of_another_case_is_refused(capsys, reference):
+    assert main(["approx", "wfr-kl-gauss-1d", "--method", "svgd", "--reference", str(reference)]) == 2
+    assert "not 'wfr-kl-gauss-1d'" in capsys.readouterr().err
+
+
+def test_lambda_fr_with_reused_reference_writes_split_and_particles(tmp_path, reference):
+    out = tmp_path / "lfr"
+    proc = subprocess.run(
+        PDEFLOW
+        + ["approx", "fr-kl-gauss-1d", "--method", "lambda-fr", "--set", "n_particles=200", "--set", "lam=1e-2"]
+        + ["--set", "sigma=0.5", "--set", "dt=0.05", "--reference", str(reference), "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert [s["t"] for s in summary["snapshots"]] == [0.0, 0.25, 0.5, 1.0]
+    last = summary["snapshots"][-1]
+    for side in ("reference", "exact"):
+        d = last[side]
+        assert set(d["mmd_gaussian"]) == {str(s) for s in summary["metric_scales"]}
+        assert all(0 < v < 1 for v in d["mmd_gaussian"].values())
+        assert d["mass_error"] < 1e-9 and 0 < d["w2_normalized"] < 2
+    # the reference and the exact solution are close, so the two distances nearly agree
+    k = str(summary["metric_scales"][1])
+    assert last["reference"]["mmd_gaussian"][k] == pytest.approx(last["exact"]["mmd_gaussian"][k], abs=5e-3)
+    split = summary["two_stage_split"]["snapshots"][-1]
+    assert split["mesh_method_vs_reference"]["mmd_gaussian"][k] > 0
+    assert summary["mc_floor_at_T"]["mean"] > 0
+    data = np.load(out / "particles.npz")
+    assert data["x"].shape == (4, 200, 1) and data["w"].shape == (4, 200)
+    assert np.allclose(data["w"].sum(1), data["w"][0].sum(), rtol=1e-12)
