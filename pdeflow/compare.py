@@ -63,10 +63,20 @@ import warnings
 from typing import Optional, Sequence
 
 import numpy as np
-import ot
 from scipy import linalg
 
 from .approx.kernels import DEFAULT_CHUNK, Kernel
+
+
+def _ot():
+    """POT, imported on first use: the MMD, smoothed and nested-P1 distances need only numpy, and
+    this module is imported by code that may run where POT is not installed (e.g. the system
+    Python that carries dolfinx)."""
+    try:
+        import ot
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("the optimal-transport distances need POT: pip install 'pot>=0.9'") from exc
+    return ot
 
 
 # ------------------------------------------------------------------------------------------
@@ -128,18 +138,21 @@ def _normalized(w: np.ndarray, v: np.ndarray, normalize: bool, mass_tol: float, 
 # MMD (MATH §6 (a))
 # ------------------------------------------------------------------------------------------
 def _mmd_terms(kernel: Kernel, X, w, Y, v, chunk: int):
-    """The three double sums Σ w w k(x, x), Σ w v k(x, y), Σ v v k(y, y), each a chunked Gram
-    product (memory O(chunk · n), never the full Gram matrix).
+    """(MMD², scale): MMD² from the three double sums Σ w w k(x, x) − 2 Σ w v k(x, y) + Σ v v k(y, y),
+    each a chunked Gram product (memory O(chunk · n), never the full Gram matrix), and the
+    magnitude of the summed terms, against which round-off in MMD² is judged.
 
-    Same support (two densities on one mesh): MMD² = (w−v)ᵀK(w−v), one Gram product instead of
-    three and no cancellation between O(1) terms; returned as (d·Kd, 0, 0)."""
+    Same support (two densities on one mesh): MMD² = dᵀKd with d = w − v — one Gram pass instead
+    of three and no cancellation between O(1) terms; the scale |d|ᵀK|d| comes from the same pass
+    (a second column)."""
     if X.shape == Y.shape and np.array_equal(X, Y):
         dlt = w - v
-        return float(dlt @ kernel.apply(X, X, dlt, chunk)), 0.0, 0.0
+        both = kernel.apply(X, X, np.stack([dlt, np.abs(dlt)], axis=1), chunk)
+        return float(dlt @ both[:, 0]), abs(float(np.abs(dlt) @ both[:, 1]))
     xx = float(w @ kernel.apply(X, X, w, chunk))
     xy = float(w @ kernel.apply(X, Y, v, chunk))
     yy = float(v @ kernel.apply(Y, Y, v, chunk))
-    return xx, xy, yy
+    return xx - 2.0 * xy + yy, abs(xx) + 2.0 * abs(xy) + abs(yy)
 
 
 def _prepare(x, w, y, v, normalize: bool):
@@ -155,8 +168,7 @@ def _prepare(x, w, y, v, normalize: bool):
 def mmd_squared(kernel: Kernel, x, w, y, v, normalize: bool = False, chunk: int = DEFAULT_CHUNK) -> float:
     """MMD² by the three double sums of MATH §6 (a), *unclipped*: it may be slightly negative from
     round-off, and for the energy kernel with unequal masses genuinely negative."""
-    xx, xy, yy = _mmd_terms(kernel, *_prepare(x, w, y, v, normalize), chunk)
-    return xx - 2.0 * xy + yy
+    return _mmd_terms(kernel, *_prepare(x, w, y, v, normalize), chunk)[0]
 
 
 def mmd(kernel: Kernel, x, w, y, v, normalize: bool = False, chunk: int = DEFAULT_CHUNK) -> float:
@@ -176,10 +188,9 @@ def mmd(kernel: Kernel, x, w, y, v, normalize: bool = False, chunk: int = DEFAUL
             "distance is defined for equal masses; use normalize=True and report mass_error separately",
             stacklevel=2,
         )
-    xx, xy, yy = _mmd_terms(kernel, X, w, Y, v, chunk)
-    m2 = xx - 2.0 * xy + yy
+    m2, scale = _mmd_terms(kernel, X, w, Y, v, chunk)
     if m2 < 0:
-        if m2 < -1e-10 * (abs(xx) + 2.0 * abs(xy) + abs(yy)):
+        if m2 < -1e-10 * scale:
             raise ValueError(
                 f"MMD² = {m2:.3e} < 0 beyond round-off ({kernel.name} kernel): not a squared norm for these "
                 "measures (energy kernel with unequal masses?)"
@@ -331,7 +342,7 @@ def w2_1d(x, w, y, v, normalize: bool = False, mass_tol: float = 1e-6) -> float:
     # POT 0.9.7, ot/lp/solver_1d.py, wasserstein_1d docstring: "OT_loss = ∫_0^1 |cdf_u^{-1}(q) −
     # cdf_v^{-1}(q)|^p dq. It is formally the p-Wasserstein distance raised to the power p." —
     # with p=2 it returns W₂², so take the square root.
-    w2sq = float(ot.wasserstein_1d(X[:, 0], Y[:, 0], a, b, p=2))
+    w2sq = float(_ot().wasserstein_1d(X[:, 0], Y[:, 0], a, b, p=2))
     return math.sqrt(max(w2sq, 0.0))
 
 
@@ -346,14 +357,16 @@ def w2_emd(x, w, y, v, normalize: bool = False, mass_tol: float = 1e-6, num_iter
     if X.shape[1] != Y.shape[1]:
         raise ValueError(f"point sets of dimensions {X.shape[1]} and {Y.shape[1]}")
     a, b = _normalized(_weights(w, X.shape[0]), _weights(v, Y.shape[0]), normalize, mass_tol, "w2_emd")
+    ot = _ot()
     M = ot.dist(X, Y)  # squared Euclidean
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        cost = float(ot.emd2(a, b, M, numItermax=num_iter_max))
-    for c in caught:  # POT warns (does not raise) when the simplex stops early
-        if "numItermax" in str(c.message) or "did not converge" in str(c.message).lower():
-            raise RuntimeError(f"ot.emd2 did not converge: {c.message}")
-        warnings.warn(c.message, c.category, stacklevel=2)
+    with warnings.catch_warnings():
+        # POT reports non-optimality by a UserWarning *and* the log's result_code (1 = optimal,
+        # ot.lp.emd_wrap.check_result); the code is checked instead of matching message text
+        warnings.simplefilter("ignore", UserWarning)
+        cost, info = ot.emd2(a, b, M, numItermax=num_iter_max, log=True)
+    if info["result_code"] != 1:
+        raise RuntimeError(f"ot.emd2 did not reach optimality: {info['warning']}")
+    cost = float(cost)
     return math.sqrt(max(cost, 0.0))
 
 
@@ -379,37 +392,43 @@ def _gkl(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sum(p[pos] * np.log(p[pos] / q[pos])) - p.sum() + q.sum())
 
 
-def unbalanced_sinkhorn(x, w, y, v, reg: float, reg_m, method: str = "sinkhorn", num_iter_max: int = 100_000,
+def unbalanced_sinkhorn(x, w, y, v, reg: float, reg_m, method: str = "sinkhorn", num_iter_max: int = 200_000,
                         stop_thr: float = 1e-10, log: bool = False):
     """Entropic unbalanced OT between Σ w_i δ_{x_i} and Σ v_q δ_{y_q} with cost C = |x−y|²:
 
         UOT = min_{γ≥0} ⟨γ, C⟩ + reg·KL(γ | w⊗v) + reg_m·[KL(γ1 | w) + KL(γᵀ1 | v)],
 
-    all KL **generalized**: KL(p|q) = Σ p log(p/q) − p + q.  Returns this minimum (≥ 0); with
-    ``log=True`` also a dict: ``linear`` = ⟨γ, C⟩ (what ``sinkhorn_unbalanced2`` returns by
-    default), ``pot_total`` (POT's returnCost='total', see below), ``plan_mass`` = Σγ, the masses,
-    and the marginal and entropic KL terms.  No normalization: masses are compared, that is the
-    point of unbalanced OT.  ``reg_m`` may be a pair (reg_m1, reg_m2), or inf for a hard marginal.
+    all KL **generalized**: KL(p|q) = Σ p log(p/q) − p + q ≥ 0.  Returns this minimum (≥ 0); with
+    ``log=True`` also a dict: ``linear`` = ⟨γ, C⟩ (the default return value of
+    ``ot.unbalanced.sinkhorn_unbalanced2``), ``pot_total`` (its returnCost='total', see below),
+    ``plan_mass`` = Σγ, the two masses, the KL terms, the iteration count and the plan.  No
+    normalization: comparing masses is the point of unbalanced OT.  ``reg_m`` may be a pair
+    (reg_m1, reg_m2), or inf for a hard marginal.
 
-    POT conventions (read in POT 0.9.7, ot/unbalanced/_sinkhorn.py and ot/backend.py):
+    POT conventions (read in the installed POT 0.9.7: ot/unbalanced/_sinkhorn.py, ot/backend.py):
 
-    * ``sinkhorn_unbalanced2`` documents the objective above with reg_type='kl' (the default
-      since 0.9.5; reference c = a bᵀ) and solves it by the scaling iteration of Chizat et al.
-      (2018), u = (a / Kv)^{reg_m/(reg_m+reg)}, K = exp(−C/reg)·a bᵀ.  That fixed point is the
-      optimality condition of the *generalized* KL marginal penalties (with the mass terms
-      −p + q); test_compare checks that the returned plan is stationary for the generalized
-      objective under γ → tγ and not for the plain one.
-    * Its default return value (returnCost='linear') is only ⟨γ, C⟩.  returnCost='total' adds
-      reg·KL(γ|c) + reg_m·KL(γ1|a) + reg_m·KL(γᵀ1|b) computed with ``nx.kl_div(p, q)`` whose
-      default mass=False drops the mass terms, i.e. the *plain* Σ p log(p/q) — not the objective
-      that was minimized (and it can be negative).  So the objective is assembled here from the
-      plan, with the mass terms.
-    * reg_m → ∞ recovers balanced entropic OT (for equal masses): the marginal penalties vanish
-      like O(1/reg_m) and ⟨γ, C⟩ → ``ot.sinkhorn2``'s value, the objective → ⟨γ, C⟩ + reg·KL.
+    * ``sinkhorn_unbalanced``/``sinkhorn_unbalanced2`` document the objective above with
+      reg_type='kl' (the default since 0.9.5; reference measure c = a bᵀ) and "KL" unqualified.
+      They solve it by the scaling iteration of Chizat et al. (2018), u = (a/Kv)^{reg_m/(reg_m+reg)},
+      K = exp(−C/reg)·a bᵀ, whose fixed point is the optimality condition of the **generalized**
+      KL (with the mass terms −p + q).  test_compare checks this: the returned plan is stationary
+      under γ → tγ for the generalized objective, not for the plain one.
+    * ``sinkhorn_unbalanced2`` returns only ⟨γ, C⟩ by default (returnCost='linear').  Its
+      returnCost='total' adds the KL terms computed by ``nx.kl_div(p, q)`` with the default
+      mass=False, i.e. the *plain* Σ p log(p/q).  At the optimum that sum is exactly
+      d/dt F(tγ)|_{t=1} of the generalized objective, hence ≈ 0 (up to the convergence error) —
+      not the minimum value.  The objective is therefore assembled here from the plan.
+    * reg_m → ∞ recovers balanced entropic OT (equal masses): the marginal penalties vanish like
+      O(1/reg_m), ⟨γ, C⟩ → ``ot.sinkhorn2`` and the objective → ⟨γ, C⟩ + reg·KL(γ | a⊗b).
 
-    The plan is computed with ``ot.unbalanced.sinkhorn_unbalanced`` (the same solver that
-    ``sinkhorn_unbalanced2`` runs, which returns only costs); its ⟨γ, C⟩ is checked against
-    ``sinkhorn_unbalanced2``.  With small ``reg`` relative to C use method='sinkhorn_stabilized'.
+    The plan comes from ``ot.unbalanced.sinkhorn_unbalanced`` (the routine that
+    ``sinkhorn_unbalanced2`` wraps, returning only costs — one solve instead of two).  method:
+    'sinkhorn' (default; robust, but the total-mass mode contracts only by reg_m/(reg_m+reg) per
+    iteration, so large reg_m/reg needs ~(reg_m/reg)·log(1/tol) iterations),
+    'sinkhorn_translation_invariant' (Séjourné et al. 2022: fast for large reg_m with nearly
+    equal masses; observed to overflow to NaN for large reg_m with unequal masses) or
+    'sinkhorn_stabilized' (small reg; observed to fail for reg_m ≳ 10 with default settings).
+    Non-convergence and NaN raise RuntimeError.
     """
     X, Y = _points(x), _points(y)
     if X.shape[1] != Y.shape[1]:
@@ -419,22 +438,30 @@ def unbalanced_sinkhorn(x, w, y, v, reg: float, reg_m, method: str = "sinkhorn",
         raise ValueError("unbalanced_sinkhorn: weights must be positive (drop empty atoms first)")
     if not reg > 0:
         raise ValueError("reg must be positive")
-    r1, r2 = (reg_m, reg_m) if np.isscalar(reg_m) else tuple(reg_m)
-    C = ot.dist(X, Y)  # squared Euclidean
-    kw = dict(method=method, reg_type="kl", numItermax=num_iter_max, stopThr=stop_thr)
+    r1, r2 = (float(reg_m), float(reg_m)) if np.isscalar(reg_m) else tuple(float(r) for r in reg_m)
+    ot = _ot()
+    C = ot.dist(X, Y)  # squared Euclidean (metric='sqeuclidean' is ot.dist's default)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", category=UserWarning)  # "Numerical errors at iteration …"
+        # POT signals breakdown by warnings ("Numerical errors at iteration …", "did not converge")
+        warnings.simplefilter("error", category=UserWarning)
+        warnings.simplefilter("ignore", category=RuntimeWarning)  # overflow: detected below as NaN
         try:
-            plan, info = ot.unbalanced.sinkhorn_unbalanced(a, b, C, reg, (r1, r2), log=True, **kw)
-            linear2 = float(ot.unbalanced.sinkhorn_unbalanced2(a, b, C, reg, (r1, r2), returnCost="linear", **kw))
-            pot_total = float(ot.unbalanced.sinkhorn_unbalanced2(a, b, C, reg, (r1, r2), returnCost="total", **kw))
+            plan, info = ot.unbalanced.sinkhorn_unbalanced(
+                a, b, C, reg, (r1, r2), method=method, reg_type="kl", numItermax=num_iter_max,
+                stopThr=stop_thr, log=True,
+            )
         except UserWarning as exc:
-            raise RuntimeError(f"POT unbalanced Sinkhorn failed ({exc}); increase reg or use "
-                               "method='sinkhorn_stabilized'") from exc
+            raise RuntimeError(f"POT unbalanced Sinkhorn ({method}) failed: {exc}") from exc
     plan = np.asarray(plan)
+    errs = info.get("err", [])
+    if not np.all(np.isfinite(plan)):
+        raise RuntimeError(f"POT unbalanced Sinkhorn ({method}) produced NaN/inf (overflow); "
+                           "try method='sinkhorn', a larger reg or a smaller reg_m")
+    if len(errs) >= num_iter_max and not errs[-1] < stop_thr:
+        raise RuntimeError(f"POT unbalanced Sinkhorn ({method}) did not converge in {num_iter_max} iterations "
+                           f"(last change {errs[-1]:.2e} > {stop_thr:g}); raise num_iter_max, or for large "
+                           "reg_m with nearly equal masses use method='sinkhorn_translation_invariant'")
     linear = float(np.sum(plan * C))
-    if not math.isclose(linear, linear2, rel_tol=1e-8, abs_tol=1e-14):
-        raise RuntimeError(f"sinkhorn_unbalanced and sinkhorn_unbalanced2 disagree: {linear} vs {linear2}")
     ent = _gkl(plan.ravel(), np.outer(a, b).ravel())
     kl1, kl2 = _gkl(plan.sum(1), a), _gkl(plan.sum(0), b)
     total = linear + reg * ent
@@ -443,13 +470,13 @@ def unbalanced_sinkhorn(x, w, y, v, reg: float, reg_m, method: str = "sinkhorn",
         return total
     return total, {
         "linear": linear,
-        "pot_total": pot_total,
+        "pot_total": float(info["total_cost"]),
         "entropy_kl": ent,
         "marginal_kl": (kl1, kl2),
         "plan_mass": float(plan.sum()),
         "mass_a": float(a.sum()),
         "mass_b": float(b.sum()),
-        "iterations": len(info.get("err", [])),
+        "iterations": len(errs),
         "plan": plan,
     }
 

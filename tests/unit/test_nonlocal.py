@@ -55,3 +55,25 @@ def test_rejects_transport_and_huge_meshes():
         solve_lambda_frk_mesh(get_case("wfr-kl-gauss-1d"), 50, 0.1, 1e-3, KERNEL)
     with pytest.raises(ValueError, match="dense kernel"):
         solve_lambda_frk_mesh(get_case("fr-kl-bimodal-2d"), 80, 0.1, 1e-3, KERNEL)
+
+
+@pytest.mark.parametrize("name,n,sigma", [("fr-kl-gauss-1d", 120, 0.5), ("fr-kl-bimodal-2d", 16, 1.0)])
+def test_particles_on_vertices_equal_the_mesh_lambda_frk(name, n, sigma):
+    """Particles at the vertices with w_i = m_i ρ_i and ξ̂_i = log(w_i/(m_i π_i)): the particle λ-FRk
+    code and the mesh λ-FRk code solve the same equations and must agree to round-off."""
+    from pdeflow.approx import MethodParams, run_approximation
+    from pdeflow.fem.nonlocal_flows import vertex_data
+
+    problem = get_case(name)
+    lam, dt = 1e-3, 0.025  # divides the snapshot intervals: both codes take the same steps
+    mesh = solve_lambda_frk_mesh(problem, n, dt, lam, Kernel("gaussian", sigma), integrator="mirror")
+    x, m, log_pi, phi0 = vertex_data(problem, n)
+    params = MethodParams(
+        n_particles=x.shape[0], lam=lam, sigma=sigma, dt=dt,
+        extra={"initial": (x, m * np.exp(phi0)), "xi_fn": lambda xx, w: np.log(w / m) - log_pi},
+    )
+    traj = run_approximation(problem, "lambda-fr", params)
+    assert np.array_equal(traj.times, mesh["t"])
+    rho_particles = traj.w / m[None, :]
+    assert np.max(np.abs(rho_particles - mesh["rho"])) <= 1e-10 * np.max(mesh["rho"])
+    assert np.max(np.abs(rho_particles[-1] - rho_particles[0])) > 1e-2  # the flow did move

@@ -25,6 +25,8 @@ First-variation estimates ξ̂ (``params.xi``):
   the exact gradient of E_σ(w) = Σ_i w_i log((K_σ*μ)(x_i)/π(x_i)) − Σ_i w_i + ∫_Ω π (recorded as energy).
   MATH §5.3 item 3 writes it without the −1, which is invisible on P; the −1 makes E_σ the blob
   version of E1 (KL on M+), so that ξ̂ → log(ρ/π) as σ → 0 in the M+ case too.
+* ``params.extra["initial"]``: given initial particles (x (N, d), w (N,)) instead of N i.i.d. draws
+  from ρ0 — with the mesh vertices and w_i = m_i ρ0_i this is the mesh λ-FRk discretization.
 * ``params.extra["xi_fn"]``: a callable (x (N, d), w (N,)) → ξ̂ (N,) overriding the above (e.g. the
   mesh first variation log(w_i/(m_i π_i)) when the "particles" are mesh vertices, MATH §5.3 item 4).
 
@@ -56,7 +58,7 @@ import numpy as np
 
 from ...problem import Problem, initial_density, integrate
 from ..kernels import Kernel, median_bandwidth
-from ..krr import krr, krr_dissipation
+from ..krr import DENSE_LIMIT, krr, krr_dissipation
 from ..particles import ParticleTrajectory, sample_initial
 from . import MethodParams
 
@@ -194,7 +196,13 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
 
     started = time.perf_counter()
     rng = np.random.default_rng(params.seed)
-    x, w = sample_initial(problem, params.n_particles, rng)
+    initial = params.extra.get("initial")
+    if initial is None:
+        x, w = sample_initial(problem, params.n_particles, rng)
+    else:  # given particles, e.g. the mesh vertices with w_i = m_i ρ0_i (particle = mesh test)
+        x, w = np.asarray(initial[0], float), np.asarray(initial[1], float)
+        if x.ndim != 2 or w.shape != (x.shape[0],) or np.any(w <= 0):
+            raise ValueError("extra['initial'] must be (x of shape (N, d), positive w of shape (N,))")
     logw0 = np.log(w)
     log_mass0 = math.log(w.sum())
     log_pi = np.asarray(problem.target.log_density(x.T), float)
@@ -226,8 +234,11 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
         xi, _, log_kde = kde_first_variation(kind, x, w, kde_bw, log_pi)
         return xi, (blob_energy(w, log_kde, log_pi, pi_mass) if kind == "c" else None)
 
+    # The particles never move, so the Gram matrix is built once (dense path of krr only).
+    gram = kernel.gram(x, x) if (lam > 0 and x.shape[0] <= DENSE_LIMIT) else None
+
     def regress(w, xi):
-        return krr(kernel, x, w, xi, lam) if lam > 0 else xi
+        return krr(kernel, x, w, xi, lam, gram=gram) if lam > 0 else xi
 
     times = problem.snapshot_times()
     logw = logw0.copy()

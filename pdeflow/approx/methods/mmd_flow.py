@@ -159,7 +159,7 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
         float(params.sigma) if params.sigma is not None else median_bandwidth(x))
     kernel = Kernel(params.kernel, 1.0 if ell is None else ell)
 
-    # --- the target term -z ↦ ∇_z ∫k(y, z)dπ̄(y) and the constant ∬k dπ̄dπ̄ of the energy.
+    # The target term z ↦ ∇_z ∫k(y, z)dπ̄(y), and what the energy needs of it.
     y = wy = cdf = gmean = None
     if exact:
         mix = _as_mixture(problem, "exact_target")
@@ -178,7 +178,8 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
         if quantiles:
             if d != 1:
                 raise ValueError("extra['target_quantiles'] is for 1-D cases")
-            q = TruncatedCDF1D(_as_mixture(problem, "target_quantiles"), problem.domain.lower[0], problem.domain.upper[0])
+            lo, hi = problem.domain.lower[0], problem.domain.upper[0]
+            q = TruncatedCDF1D(_as_mixture(problem, "target_quantiles"), lo, hi)
             y = np.array([[q.quantile((2 * m - 1) / (2 * M))] for m in range(1, M + 1)])
             target_label = f"{M} quantiles of the truncated target"
         else:

@@ -96,23 +96,21 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
 
     def velocity(x):
         """(ẋ, diagnostics) at positions x."""
-        ell = bandwidth(x)
+        uses_kernel = method == "svgd" or lam > 0
+        ell = bandwidth(x) if uses_kernel else None
         kernel = Kernel(params.kernel, 1.0 if ell is None else ell)
         if method == "svgd":
             v = alpha * svgd_velocity(kernel, x, w, score_fn(x))
             return v, {"bandwidth": ell}
         h = kde_bandwidth(x)
         log_pi = np.asarray(problem.target.log_density(x.T), float)
-        _, G, log_kde = kde_first_variation(kind, x, w, h, log_pi, score_fn(x))
+        _, G, _ = kde_first_variation(kind, x, w, h, log_pi, score_fn(x))
         v = krr(kernel, x, w, G, lam) if lam > 0 else G
-        diag = {"bandwidth": ell if lam > 0 else None, "kde_bandwidth": h, "dissipation": krr_dissipation(w, G, v)}
-        if kind == "c":
-            diag["energy"] = blob_energy(w, log_kde, log_pi, pi_mass)
+        diag = {"bandwidth": ell, "kde_bandwidth": h, "dissipation": krr_dissipation(w, G, v)}
         return -alpha * v, diag
 
     times = problem.snapshot_times()
     X, steps = [x.copy()], []
-    energies = []
     t = times[0]
     rtol = float(params.extra.get("rtol", DEFAULT_TOL))
     atol = float(params.extra.get("atol", DEFAULT_TOL))
@@ -136,17 +134,25 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
             t = times[k]
         X.append(x.copy())
 
-    if method == "lambda-stein" and kind == "c":
-        energies = [velocity(xs)[1]["energy"] for xs in X]
-    last = velocity(x)[1]
-    resolved = {
-        "integrator": integrator,
-        "bandwidth": last.get("bandwidth"),  # at T; per step in steps
-        "bandwidth_rule": ("fixed sigma" if params.sigma is not None else
-                           "median heuristic per step" if params.extra.get("median", True) else "median heuristic at t=0"),
-    }
+    def blob(x):
+        lp = np.asarray(problem.target.log_density(x.T), float)
+        _, _, log_kde = kde_first_variation(kind, x, w, kde_bandwidth(x), lp)
+        return blob_energy(w, log_kde, lp, pi_mass)
+
+    energies = [blob(xs) for xs in X] if (method == "lambda-stein" and kind == "c") else None
+    if params.kernel in SCALE_FREE:
+        rule = "none (scale-free kernel)"
+    elif method == "lambda-stein" and lam == 0:
+        rule = "none (lam = 0: no regression)"
+    elif params.sigma is not None:
+        rule = "fixed sigma"
+    else:
+        rule = "median heuristic per step" if params.extra.get("median", True) else "median heuristic at t=0"
+    # bandwidths at T; per step (Euler) or per snapshot interval (ivp) in steps
+    resolved = {"integrator": integrator, "bandwidth": bandwidth(x) if rule.startswith(("fixed", "median")) else None,
+                "bandwidth_rule": rule}
     if method == "lambda-stein":
-        resolved.update({"kde_bandwidth": last.get("kde_bandwidth"), "xi": kind})
+        resolved.update({"kde_bandwidth": kde_bandwidth(x), "xi": kind})
     continuum = ("d_t rho = alpha div(rho K_rho grad log(rho/pi)) (Stein PDE, MATH 2.2, 5.1)" if method == "svgd" else
                  "d_t rho = alpha div(rho (K_rho + lam)^-1 K_rho grad log(rho/pi)) (ZM (4.7), MATH 2.3 (b))")
     info = {**resolved, "continuum": continuum, "alpha": alpha, "n_steps": len(steps),
@@ -162,5 +168,5 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
         w=np.repeat(w[None], len(times), axis=0),
         steps=steps,
         info=info,
-        energy=np.array(energies) if energies else None,
+        energy=None if energies is None else np.array(energies),
     )
