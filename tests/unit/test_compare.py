@@ -10,7 +10,6 @@ Mesh densities are represented as in snapshots.npz: vertices, nodal values and l
   situation of an unstructured P1 mesh and the O(h²) of MATH §6 (a).
 """
 import math
-import warnings
 
 import numpy as np
 import ot
