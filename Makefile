@@ -40,11 +40,13 @@ demo: setup
 # --- tests --------------------------------------------------------------------------------
 test: setup test-serial test-mpi
 
+# per-test timeouts, and an outer one for the MPI part: a collective that one rank never reaches
+# must fail the run, not hang it
 test-serial: setup
-	$(PY) -m pytest -q tests/unit tests/convergence
+	$(PY) -m pytest -q --timeout=600 tests/unit tests/convergence
 
 test-mpi: setup
-	$(MPIRUN) -n $(NP) $(PY) -m pytest -q -p no:cacheprovider tests/mpi
+	timeout 900 $(MPIRUN) -n $(NP) $(PY) -m pytest -q -p no:cacheprovider --timeout=300 tests/mpi
 
 bench: setup
 	$(PY) benchmarks/step_cost.py

@@ -239,7 +239,7 @@ def _approx(args) -> int:
         write_outputs(reference["trajectory"], out / "reference", xdmf=False)
     reference = comm.bcast({k: v for k, v in reference.items() if k != "trajectory"} if comm.rank == 0 else None, root=0)
     try:
-        run = verify.evaluate(problem, args.method, params, reference)
+        run = verify.evaluate(problem, args.method, params, reference, comm=comm)
     except ValueError as exc:  # a method refusing this case/parameter combination
         raise case_registry.CaseError(f"{args.method}: {exc}") from None
     if comm.rank == 0:

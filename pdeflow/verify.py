@@ -76,8 +76,11 @@ def _distances(x, w, mesh_x, mesh_rho, mesh_m, scales) -> dict:
 
 
 def evaluate(problem, method: str, params: MethodParams, reference: dict, mesh_split: bool = True,
-             floor_seeds: int = 5) -> dict:
-    """Run the method and measure it against ``reference`` (see the module docstring)."""
+             floor_seeds: int = 5, comm=None) -> dict:
+    """Run the method and measure it against ``reference`` (see the module docstring).
+
+    ``comm``: the communicator of the mesh λ-FRk solve of the two-stage split (collective on it;
+    default COMM_WORLD) — every rank of it must call evaluate."""
     from .exact import exact_solution
 
     traj = run_approximation(problem, method, params)
@@ -107,7 +110,7 @@ def evaluate(problem, method: str, params: MethodParams, reference: dict, mesh_s
     if edb is not None:
         result["edb_residual"] = edb
     if mesh_split and method == "lambda-fr" and problem.flow.alpha == 0 and params.lam > 0:
-        result["two_stage_split"] = _lambda_frk_split(problem, params, traj, reference, scales)
+        result["two_stage_split"] = _lambda_frk_split(problem, params, traj, reference, scales, comm)
     return {"result": result, "trajectory": traj}
 
 
@@ -127,7 +130,7 @@ def energy_dissipation_residual(traj):
             "residual": float(traj.energy[-1] - traj.energy[0] + dissipated)}
 
 
-def _lambda_frk_split(problem, params, traj, reference, scales) -> dict:
+def _lambda_frk_split(problem, params, traj, reference, scales, comm=None) -> dict:
     """Stage 1: particles vs mesh λ-FRk (same kernel, λ, dt); stage 2: mesh λ-FRk vs reference."""
     from .fem.nonlocal_flows import DENSE_VERTEX_LIMIT, solve_lambda_frk_mesh
 
@@ -138,7 +141,10 @@ def _lambda_frk_split(problem, params, traj, reference, scales) -> dict:
     bandwidth = traj.info.get("bandwidth") or traj.params.get("bandwidth") or params.sigma
     if bandwidth is None:
         bandwidth = median_bandwidth(traj.x[0])
-    mesh = solve_lambda_frk_mesh(problem, n, params.dt, params.lam, Kernel(params.kernel, float(bandwidth)))
+    from mpi4py import MPI
+
+    mesh = solve_lambda_frk_mesh(problem, n, params.dt, params.lam, Kernel(params.kernel, float(bandwidth)),
+                                 comm=MPI.COMM_WORLD if comm is None else comm)
     stages = []
     for k, t in enumerate(traj.times):
         stage1 = _distances(traj.x[k], traj.w[k], mesh["x"], mesh["rho"][k], mesh["m"], scales)

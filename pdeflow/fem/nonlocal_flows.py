@@ -19,6 +19,11 @@ integrated by scipy's DOP853 to rtol 1e-10 with the dissipation integral
 ∫ D dt, D = β Σ_i w_i (ξ_i − ⟨ξ⟩)(r_i − ⟨r⟩) (= β⟨ξ, (K_ρ+λ)⁻¹K_ρ ξ⟩ on M⁺), carried as an extra
 unknown, so that the energy–dissipation balance residual F(ρ_T) − F(ρ_0) + ∫_0^T D dt (MATH §2.4,
 EDB) is limited only by the ODE tolerance.
+
+λ-Stein on the mesh (regularized SVGD, the kernel-approximate Wasserstein flow; ZM (4.4)–(4.7)):
+∂_tρ = α∇·(ρv), v = (K_ρ + λ)⁻¹K_ρ∇ξ with the same vertex quadrature, v regressed on the lumped
+projection of ∇ξ_h to the vertices, explicit Euler transport with the nodal flux ρ_i v_i.  See
+:func:`solve_lambda_stein_mesh` for the discretization and why.
 """
 from __future__ import annotations
 
@@ -26,12 +31,15 @@ import math
 import time
 
 import numpy as np
+import scipy.sparse
+import ufl
 from mpi4py import MPI
 from scipy.integrate import solve_ivp
 
 from ..approx.kernels import Kernel
 from ..approx.krr import krr, krr_dissipation
 from ..problem import Problem, initial_density, integrate
+from . import compat
 from .space import P1Space
 
 DENSE_VERTEX_LIMIT = 5000
@@ -158,11 +166,6 @@ class LambdaSteinMesh:
 
     def __init__(self, space: P1Space, log_pi: np.ndarray, kernel: Kernel, lam: float, alpha: float,
                  flux: str = "nodal"):
-        import scipy.sparse
-        import ufl
-
-        from . import compat
-
         if space.comm.size != 1:
             raise ValueError("the mesh lambda-Stein operators are built on a serial mesh (MPI.COMM_SELF)")
         if flux not in STEIN_FLUXES:
@@ -211,8 +214,6 @@ class LambdaSteinMesh:
         if self.flux == "nodal":
             div = sum(ct @ (rho * v[:, k]) for k, ct in enumerate(self.CT))
         else:
-            from . import compat
-
             compat.set_owned(self._rho_fn, rho)
             for k, fn in enumerate(self._v_fns):
                 compat.set_owned(fn, np.ascontiguousarray(v[:, k]))
