@@ -3,6 +3,8 @@
     pdeflow cases [--json]
     pdeflow solve CASE [--set key=value ...] [--out DIR] [--json] [--no-xdmf] [--no-plots] [--quiet]
     pdeflow approx CASE --method M [--set key=value ...] [--reference DIR] [--out DIR] [--json] [--quiet]
+    pdeflow study SPEC.toml [--out DIR] [--resume] [--ranks-per-run g] [--quiet]
+    pdeflow report DIR
 
 Bad input (unknown case or key, τ ≤ 0, n < 2, a non-numeric value, ...) gives a one-line message
 on stderr and exit code 2, on rank 0 only, before any dolfinx object is created.  A solve that
@@ -113,6 +115,15 @@ def _build_parser() -> _Parser:
     p_approx.add_argument("--out", default=None, help="output directory (default results/<case>-<method>)")
     p_approx.add_argument("--json", action="store_true", help="print summary.json to stdout")
     p_approx.add_argument("--quiet", action="store_true", help="no report lines")
+    p_study = sub.add_parser("study", help="run a convergence study (MPI task farm, resumable SQLite store)")
+    p_study.add_argument("spec", help="study specification (TOML), e.g. studies/quickstart.toml")
+    p_study.add_argument("--out", default=None, help="study directory (default results/<study name>)")
+    p_study.add_argument("--resume", action="store_true", help="continue a study: skip the runs already stored")
+    p_study.add_argument("--ranks-per-run", type=int, default=1, metavar="g",
+                         help="ranks per run: the P-1 worker ranks form (P-1)/g groups (default 1)")
+    p_study.add_argument("--quiet", action="store_true", help="no progress bar, no tables")
+    p_report = sub.add_parser("report", help="(re)write report.html, plots and tables of a study directory")
+    p_report.add_argument("dir", help="the study directory (holds study.sqlite)")
     return parser
 
 
@@ -277,6 +288,70 @@ def _approx(args) -> int:
     return 0
 
 
+def _print_orders(out_dir) -> None:
+    from .study.report import orders_table
+    from .study.store import Store
+
+    store = Store(Path(out_dir) / "study.sqlite")
+    try:
+        rows = orders_table(store)
+    finally:
+        store.close()
+    if rows:
+        print(f"{'group':<16} {'case':<20} {'param':<12} {'metric':<14} {'levels':>6}  order [95% CI]")
+        for r in rows:
+            print(f"{r['group']:<16} {r['case']:<20} {r['param']:<12} {r['metric']:<14} {r['levels']:>6}  "
+                  f"{r['order']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
+
+
+def _study(args) -> int:
+    from .study.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as exc:
+        raise case_registry.CaseError(str(exc)) from None
+    out = Path(args.out or f"results/{spec.name}")
+    if (out / "study.sqlite").exists() and not args.resume:
+        raise case_registry.CaseError(f"--out {out}: it already holds a study; use --resume to continue it or another --out")
+    if args.ranks_per_run < 1:
+        raise case_registry.CaseError("--ranks-per-run: expected an integer >= 1")
+    logging.getLogger().setLevel(logging.WARNING)
+    from mpi4py import MPI
+
+    from .study.runner import run_study
+
+    comm = MPI.COMM_WORLD
+    if comm.size > 1 and (comm.size - 1) % args.ranks_per_run != 0:
+        raise case_registry.CaseError(
+            f"--ranks-per-run {args.ranks_per_run}: the {comm.size - 1} worker ranks (all but the dispatcher, rank 0) "
+            f"must split into groups of that size")
+    summary = run_study(spec, out, comm=comm, ranks_per_run=args.ranks_per_run, resume=args.resume,
+                        progress=not args.quiet)
+    if comm.rank == 0:
+        from .study.report import make_report
+
+        html = make_report(out)
+        if not args.quiet:
+            print(f"study {spec.name}: {summary['done']} runs done, {summary['failed']} failed, {summary['skipped']} "
+                  f"already stored; wall {summary['wall']:.1f} s on {comm.size} rank(s)")
+            _print_orders(out)
+            print(f"report: {html}")
+    return 0
+
+
+def _report(args) -> int:
+    if not (Path(args.dir) / "study.sqlite").exists():
+        raise case_registry.CaseError(f"{args.dir}: no study.sqlite here (run pdeflow study first)")
+    from .study.report import make_report
+
+    html = make_report(args.dir)
+    if _rank() == 0:
+        _print_orders(args.dir)
+        print(f"report: {html}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = _build_parser()
     try:
@@ -287,6 +362,10 @@ def main(argv=None) -> int:
             return 0
         if args.command == "approx":
             return _approx(args)
+        if args.command == "study":
+            return _study(args)
+        if args.command == "report":
+            return _report(args)
         return _solve(args)
     except _UsageError as exc:
         return _fail(str(exc), EXIT_USAGE)
