@@ -34,8 +34,9 @@ setup: system $(STAMP)
 
 # --- main job -----------------------------------------------------------------------------
 demo: setup
-	$(MPIRUN) -n $(NP) $(VENV)/bin/pdeflow solve wfr-kl-mixture-1d --set n=400 --set tau=0.005 --out $(OUT)
-	@echo "demo done: look at $(OUT)/snapshots.png (density snapshots) and $(OUT)/diagnostics.png; ParaView: $(OUT)/solution.xdmf"
+	rm -rf $(OUT)
+	$(MPIRUN) -n $(NP) $(VENV)/bin/pdeflow study studies/quickstart.toml --out $(OUT)
+	@echo "demo done: open $(OUT)/report.html (plots, fitted orders with confidence intervals, run tables)"
 
 # --- tests --------------------------------------------------------------------------------
 test: setup test-serial test-mpi

@@ -300,6 +300,8 @@ def _print_orders(out_dir) -> None:
     if rows:
         print(f"{'group':<16} {'case':<20} {'param':<12} {'metric':<14} {'levels':>6}  order [95% CI]")
         for r in rows:
+            if not (r["order"] == r["order"]):  # nan: no fit (e.g. a metric at round-off level)
+                continue
             print(f"{r['group']:<16} {r['case']:<20} {r['param']:<12} {r['metric']:<14} {r['levels']:>6}  "
                   f"{r['order']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
 

@@ -196,6 +196,10 @@ def run_study(spec, out_dir, comm=None, ranks_per_run: int = 1, resume: bool = F
     t0 = time.perf_counter()
     if size == 1:
         return _run_serial(spec, out_dir, runs_dir, comm, resume, progress, t0)
+    # PETSc initializes collectively over COMM_WORLD on first import: every rank (the dispatcher
+    # too) must import it here, before the groups go their own ways
+    from .. import fem  # noqa: F401
+
     color = 0 if rank == 0 else 1 + (rank - 1) // ranks_per_run
     group_comm = comm.Split(color, rank)
     try:

@@ -17,7 +17,7 @@ from pdeflow.study.spec import load_spec  # noqa: E402
 from pdeflow.study.store import Store  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
-from study_specs import TINY  # noqa: E402
+from study_specs import SLOW, TINY, assert_same_results  # noqa: E402
 
 
 @pytest.fixture()
@@ -58,14 +58,19 @@ def test_serial_study_stores_every_run_and_resume_skips_them(tmp_path, spec):
     assert "data:image/png;base64," in html.read_text()
 
 
-def test_kill_and_resume_under_mpi(tmp_path, spec):
+def test_kill_and_resume_under_mpi(tmp_path):
     """SIGKILL to a running `mpirun -n 2 pdeflow study`, then --resume: no duplicate or missing
     rows, and the numbers equal those of an uninterrupted serial study."""
-    spec_path = spec.source
+    spec_path = tmp_path / "slow.toml"
+    spec_path.write_text(SLOW)
+    spec = load_spec(spec_path)
     out = tmp_path / "killed"
     cmd = ["mpirun", "--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
     cmd += ["-n", "2", sys.executable, "-m", "pdeflow.cli", "study", str(spec_path), "--out", str(out), "--quiet"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # this process is an MPI singleton (mpi4py is imported): its OMPI_/PMIX_ variables would make
+    # the nested mpirun fail, so the child gets a clean environment
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "OPAL_", "PRTE_"))}
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120
     stored = 0
     while time.time() < deadline and proc.poll() is None:
@@ -76,11 +81,14 @@ def test_kill_and_resume_under_mpi(tmp_path, spec):
             stored = 0
         if stored >= 2:
             break
+    assert proc.poll() is None, "the study finished before it could be killed: make SLOW longer"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert stored >= 2
-    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    n_total = len(spec.runs())
+    assert stored < n_total
+    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     serial = tmp_path / "serial"
     run_study(spec, serial, comm=MPI.COMM_SELF, progress=False)
-    assert _metrics(out) == _metrics(serial)
+    assert_same_results(_metrics(out), _metrics(serial))

@@ -1,0 +1,418 @@
+"""Report of a study from its directory alone (the SQLite store, :mod:`pdeflow.study.store`).
+
+:func:`make_report` writes, next to ``study.sqlite`` (or into ``out_dir``):
+
+* ``conv_<group>_<metric>.png`` — one log-log convergence plot per (group, metric): the level
+  errors at the final snapshot (mean ± 95% t-interval over seeds as error bars, the single seeds
+  as grey dots, when a level has several seeds), the least-squares line C·p^q̂ over the fitted
+  levels with "order q̂ [lo, hi]" in the legend, and for ``mmd*`` metrics the runs' Monte Carlo
+  floor ``mc_floor`` (mean per level) dotted;
+* ``runs.txt``, ``runs.md``, ``runs.tex`` — one row per (group, run): group, kind, case, method,
+  swept parameters, seed, status, final-time metrics, wall time (a run shared by groups appears in
+  each);
+* ``orders.md``, ``orders.tex`` — the fitted orders (:func:`orders_table`);
+* ``report.html`` — self-contained (PNGs as base64 data URIs): the orders, the figures, the failed
+  runs with their messages, the run table and the spec source.
+
+Not in the report: energy / energy-dissipation-balance (EDB) plots.  The store keeps per run only
+the metrics at the snapshot times and summary stats, not the per-step energy, mass and dissipation
+histories, so those plots cannot be drawn from the store alone (they are in each reference run's
+own ``diagnostics.png`` / summary when the run writes one).
+
+The parameter of a group is the single key of ``sweep`` that varies over the group's runs; if
+several vary (tied τ = c·h² ladders vary h and τ together), the first of h, tau, n_particles, lam,
+sigma, dt (then alphabetical).  Every list-valued metric of the runs except ``t`` is fitted — for
+reference groups that is L1, L2, hellinger, mass_rel; for approx groups mmd, ..., w2, mass_error;
+for Richardson reference groups (no exact solution) only ``richardson_L1`` (the L1 difference to
+the next finer level, added by the runner) if present, otherwise nothing.  Orders are signed
+slopes of log(error) against log(parameter) (≈ −1/2 for a Monte Carlo rate in n_particles);
+a metric at round-off on every level (below :data:`ROUNDOFF`, e.g. mass_rel) gets no order, only a note.
+LaTeX tables need ``\\usepackage{booktabs, longtable}``.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .orders import fit_group
+from .store import META_NAME, META_SPEC, Store, resolve_path
+
+PARAM_PRIORITY = ("h", "tau", "n_particles", "lam", "sigma", "dt")
+METRIC_ORDER = (
+    "L1", "L2", "hellinger", "mass_rel", "richardson_L1",
+    "mmd", "mmd_small", "mmd_large", "energy_distance", "w2", "mass_error",
+)
+NOT_METRICS = {"t", "mc_floor"}
+ROUNDOFF = 1e-12  # a metric whose level values all stay below this is at round-off: no order
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _open(store) -> tuple:
+    """(Store, opened_here)."""
+    if isinstance(store, Store):
+        return store, False
+    path = resolve_path(store)
+    if not path.exists():
+        raise FileNotFoundError(f"no study store at {path}")
+    return Store(path), True
+
+
+def group_param(rows) -> str | None:
+    """The swept parameter of a group (see the module docstring); None if nothing is swept."""
+    values: dict = {}
+    for row in rows:
+        for k, v in (row.get("sweep") or {}).items():
+            values.setdefault(k, set()).add(repr(v))
+    if not values:
+        return None
+    varying = [k for k, vs in values.items() if len(vs) > 1]
+    candidates = varying or list(values)
+    for k in PARAM_PRIORITY:
+        if k in candidates:
+            return k
+    return sorted(candidates)[0]
+
+
+def group_metrics(rows) -> list:
+    """List-valued metric names of the group's done runs, in :data:`METRIC_ORDER` then A–Z."""
+    names = set()
+    for row in rows:
+        if row.get("status") != "done":
+            continue
+        for k, v in (row.get("metrics") or {}).items():
+            if k not in NOT_METRICS and isinstance(v, (list, tuple)):
+                names.add(k)
+    known = [m for m in METRIC_ORDER if m in names]
+    return known + sorted(names - set(known))
+
+
+def _unique_join(values) -> str:
+    seen = []
+    for v in values:
+        if v is not None and v not in seen:
+            seen.append(v)
+    return ", ".join(str(v) for v in seen)
+
+
+def _slug(text) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "x"
+
+
+def _num(x, fmt="{:.3g}") -> str:
+    if x is None:
+        return ""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if math.isnan(x):
+        return "n/a"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return fmt.format(x)
+
+
+def _order_str(row) -> str:
+    if row.get("note"):
+        return row["note"]
+    if row["order"] is None or math.isnan(row["order"]):
+        return "n/a"
+    return f"{row['order']:.3f} [{_num(row['ci_low'], '{:.3f}')}, {_num(row['ci_high'], '{:.3f}')}]"
+
+
+def _pairwise_str(row) -> str:
+    return ", ".join(f"{q:.2f}" for q in row["pairwise"])
+
+
+def _sweep_str(sweep) -> str:
+    return " ".join(f"{k}={_num(v, '{:.4g}') if isinstance(v, (int, float)) else v}" for k, v in (sweep or {}).items())
+
+
+def _final_metrics(metrics) -> str:
+    parts = []
+    names = [m for m in METRIC_ORDER if m in (metrics or {})] + sorted(set(metrics or {}) - set(METRIC_ORDER))
+    for k in names:
+        v = metrics[k]
+        if k in NOT_METRICS or not isinstance(v, (list, tuple)) or not v:
+            continue
+        parts.append(f"{k}={_num(v[-1], '{:.3e}')}")
+    return " ".join(parts)
+
+
+# -- fits -----------------------------------------------------------------------------------------
+def _fits(store: Store) -> list:
+    """[(table row, fit_group dict, group rows)] per (group, metric)."""
+    out = []
+    for group in store.groups():
+        rows = store.rows(group=group)
+        param = group_param(rows)
+        if param is None:
+            continue
+        for metric in group_metrics(rows):
+            fit = fit_group(rows, param, metric)
+            if not fit["levels"]:
+                continue
+            finite = [e for e in fit["errors"] if math.isfinite(e)]
+            note = ""
+            if finite and max(abs(e) for e in finite) < ROUNDOFF:  # e.g. mass_rel of a conservative scheme
+                nan = float("nan")
+                fit.update(order=nan, ci_low=nan, ci_high=nan, constant=nan, pairwise=[])
+                note = f"round-off (max {max(abs(e) for e in finite):.1e})"
+            done = [r for r in rows if r["status"] == "done"]
+            row = {
+                "group": group,
+                "kind": _unique_join(r["kind"] for r in done),
+                "case": _unique_join(r["case"] for r in done),
+                "method": _unique_join(r["method"] for r in done),
+                "param": param,
+                "metric": metric,
+                "levels": len(fit["fit_levels"]),
+                "order": fit["order"],
+                "ci_low": fit["ci_low"],
+                "ci_high": fit["ci_high"],
+                "pairwise": [float(q) for q in fit["pairwise"]],
+                "constant": fit["constant"],
+                "param_values": list(fit["levels"]),
+                "errors": list(fit["errors"]),
+                "n_seeds": list(fit["n_seeds"]),
+                "t": fit["t"],
+                "pooled": fit["pooled"],
+                "note": note,
+            }
+            out.append((row, fit, rows))
+    return out
+
+
+def orders_table(store) -> list:
+    """One dict per (group, metric) with a fit: group, kind, case, param, metric, levels (number of
+    levels fitted), order, ci_low, ci_high, pairwise (list), plus method, constant, param_values,
+    errors (level means), n_seeds, t (snapshot time), pooled (runs at one level differ in another
+    swept key: the fit pools them), note ("" or a round-off remark).  ``store``: a :class:`Store`, the
+    study directory or the database file."""
+    st, opened = _open(store)
+    try:
+        return [row for row, _, _ in _fits(st)]
+    finally:
+        if opened:
+            st.close()
+
+
+# -- figures --------------------------------------------------------------------------------------
+def _plot(row, fit, rows, path: Path) -> Path | None:
+    from ..plots import _pyplot
+
+    p = np.asarray(fit["levels"], float)
+    e = np.asarray(fit["errors"], float)
+    ok = np.isfinite(e) & (e > 0)
+    if not ok.any():
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ci = np.asarray(fit["ci"], float)
+    if any(n > 1 for n in fit["n_seeds"]):
+        for pk, s in zip(p, fit["samples"]):
+            s = np.asarray(s, float)
+            s = s[np.isfinite(s) & (s > 0)]
+            ax.plot(np.full(s.size, pk), s, ".", color="0.6", ms=4, zorder=1)
+        half = np.where(np.isfinite(ci), ci, 0.0)
+        lower = np.minimum(half, e * (1 - 1e-3))  # keep the bar inside the log axis
+        ax.errorbar(p[ok], e[ok], yerr=[lower[ok], half[ok]], fmt="o", color="tab:blue", capsize=3,
+                    label=f"{fit['metric']} (mean ± 95% CI)", zorder=3)
+    else:
+        ax.plot(p[ok], e[ok], "o", color="tab:blue", label=fit["metric"], zorder=3)
+    if math.isfinite(fit["order"]) and len(fit["fit_levels"]) >= 2:
+        xs = np.geomspace(min(fit["fit_levels"]), max(fit["fit_levels"]), 50)
+        ax.plot(xs, fit["constant"] * xs ** fit["order"], "-", color="tab:red", lw=1.2,
+                label=f"order {fit['order']:.3f} [{_num(fit['ci_low'], '{:.3f}')}, {_num(fit['ci_high'], '{:.3f}')}]",
+                zorder=2)
+    if fit["metric"].startswith("mmd"):
+        floor: dict = {}
+        for r in rows:
+            v = (r.get("metrics") or {}).get("mc_floor")
+            pv = (r.get("sweep") or {}).get(fit["param"], (r.get("params") or {}).get(fit["param"]))
+            if r.get("status") == "done" and isinstance(v, (int, float)) and pv is not None and v > 0:
+                floor.setdefault(float(pv), []).append(float(v))
+        if floor:
+            ks = sorted(floor)
+            ax.plot(ks, [np.mean(floor[k]) for k in ks], ":", color="k", lw=1.0, label="MC floor")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(fit["param"])
+    at = f" at t = {fit['t']:g}" if fit["t"] is not None else ""
+    ax.set_ylabel(f"{fit['metric']}{at}")
+    title = f"{row['group']}: {row['case']}" + (f" ({row['method']})" if row["method"] else f" ({row['kind']})")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# -- tables ---------------------------------------------------------------------------------------
+RUN_COLUMNS = ("group", "kind", "case", "method", "sweep", "seed", "status", "final metrics", "wall [s]")
+ORDER_COLUMNS = ("group", "kind", "case", "param", "metric", "levels", "order [95% CI]", "pairwise")
+
+
+def _run_cells(store: Store) -> list:
+    cells = []
+    for group in store.groups():
+        for r in store.rows(group=group):
+            cells.append([
+                group, r["kind"] or "", r["case"] or "", r["method"] or "", _sweep_str(r["sweep"]),
+                "" if r["seed"] is None else str(r["seed"]), r["status"] or "",
+                _final_metrics(r["metrics"]) if r["status"] == "done" else "", _num(r["wall"], "{:.1f}"),
+            ])
+    return cells
+
+
+def _order_cells(table) -> list:
+    return [[r["group"], r["kind"], r["case"], r["param"], r["metric"], str(r["levels"]), _order_str(r),
+             _pairwise_str(r)] for r in table]
+
+
+def _text_table(header, cells) -> str:
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(header)]
+    line = lambda row: "  ".join(s.ljust(w) for s, w in zip(row, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(c) for c in cells]) + "\n"
+
+
+def _md_table(header, cells) -> str:
+    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(esc(c) for c in row) + " |" for row in cells]
+    return "\n".join(out) + "\n"
+
+
+_TEX_ESCAPE = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex(s: str) -> str:
+    s = "".join(_TEX_ESCAPE.get(ch, ch) for ch in s)
+    return re.sub(r"(?<![A-Za-z])(-?)inf(?![A-Za-z])", r"$\1\\infty$", s)
+
+
+def _tex_table(header, cells, long: bool) -> str:
+    env = "longtable" if long else "tabular"
+    lines = [f"% generated by pdeflow.study.report; needs \\usepackage{{booktabs{', longtable' if long else ''}}}",
+             f"\\begin{{{env}}}{{{'l' * len(header)}}}", r"\toprule",
+             " & ".join(_tex(h) for h in header) + r" \\", r"\midrule"]
+    if long:
+        lines += [r"\endhead"]
+    lines += [" & ".join(_tex(c) for c in row) + r" \\" for row in cells]
+    lines += [r"\bottomrule", f"\\end{{{env}}}"]
+    return "\n".join(lines) + "\n"
+
+
+def _html_table(header, cells, classes=None) -> str:
+    out = ["<table>", "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead>", "<tbody>"]
+    for i, row in enumerate(cells):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+_CSS = """
+body { font-family: sans-serif; margin: 2em; max-width: 1400px; }
+table { border-collapse: collapse; font-size: 0.85em; margin-bottom: 1.5em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #eee; }
+tr.failed td { background: #fde8e8; }
+figure { display: inline-block; margin: 0.5em; }
+figcaption { font-size: 0.8em; color: #555; }
+pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.8em; }
+.note { color: #555; font-size: 0.9em; }
+"""
+
+
+# -- the report -----------------------------------------------------------------------------------
+def make_report(store_dir, out_dir=None) -> Path:
+    """Write figures, tables and ``report.html`` for the study in ``store_dir`` (the directory
+    holding ``study.sqlite``, or the file) into ``out_dir`` (default: the study directory);
+    returns the path of ``report.html``.  See the module docstring for what is (not) drawn."""
+    store, opened = _open(store_dir)
+    try:
+        out = Path(out_dir) if out_dir is not None else store.directory
+        out.mkdir(parents=True, exist_ok=True)
+        name = store.get_meta(META_NAME) or store.directory.name
+        spec = store.get_meta(META_SPEC)
+        fits = _fits(store)
+        table = [row for row, _, _ in fits]
+
+        figures = []
+        for row, fit, rows in fits:
+            path = _plot(row, fit, rows, out / f"conv_{_slug(row['group'])}_{_slug(row['metric'])}.png")
+            if path is not None:
+                figures.append((row, path))
+
+        run_cells = _run_cells(store)
+        (out / "runs.txt").write_text(_text_table(RUN_COLUMNS, run_cells))
+        (out / "runs.md").write_text(_md_table(RUN_COLUMNS, run_cells))
+        (out / "runs.tex").write_text(_tex_table(RUN_COLUMNS, run_cells, long=True))
+        order_cells = _order_cells(table)
+        (out / "orders.md").write_text(_md_table(ORDER_COLUMNS, order_cells))
+        (out / "orders.tex").write_text(_tex_table(ORDER_COLUMNS, order_cells, long=False))
+
+        failed = store.rows(status="failed")
+        member_of: dict = {}
+        for g in store.groups():
+            for r in store.rows(group=g):
+                member_of.setdefault(r["run_id"], []).append(g)
+        n_total, n_done = store.count(), store.count("done")
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        parts = [
+            "<!DOCTYPE html>", '<html><head><meta charset="utf-8">',
+            f"<title>{html.escape(name)}: study report</title>", f"<style>{_CSS}</style></head><body>",
+            f"<h1>Study {html.escape(name)}</h1>",
+            f"<p>{n_total} runs: {n_done} done, {len(failed)} failed, {n_total - n_done - len(failed)} other; "
+            f"store <code>{html.escape(str(store.path))}</code>; generated {stamp}.</p>",
+            "<h2>Observed orders</h2>",
+            '<p class="note">Least-squares slope of log(error) against log(parameter) at the final snapshot, '
+            "95% t-interval; levels with several seeds are fitted through their means. "
+            "Pairwise orders between consecutive levels (increasing parameter).</p>",
+            _html_table(ORDER_COLUMNS, order_cells) if order_cells else "<p>No fits (no swept group with error metrics).</p>",
+            "<h2>Convergence plots</h2>",
+        ]
+        for row, path in figures:
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            cap = html.escape(f"{row['group']} — {row['metric']} vs {row['param']}: "
+                              + ("" if row.get("note") else "order ") + _order_str(row))
+            parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{cap}"><figcaption>{cap}</figcaption></figure>')
+        if not figures:
+            parts.append("<p>None.</p>")
+        parts.append('<p class="note">Energy / energy-dissipation-balance plots are not part of this report: '
+                     "the store holds only snapshot metrics and summary stats, not per-step histories.</p>")
+        parts.append(f"<h2>Failed runs ({len(failed)})</h2>")
+        if failed:
+            parts.append("<ul>")
+            for r in failed:
+                groups = ", ".join(member_of.get(r["run_id"], []))
+                parts.append(
+                    f"<li><code>{html.escape(r['run_id'])}</code> group {html.escape(groups or str(r['group']))}, "
+                    f"{html.escape(str(r['case']))}, {html.escape(_sweep_str(r['sweep']))}"
+                    + (f", seed {r['seed']}" if r["seed"] is not None else "")
+                    + f"<pre>{html.escape(r['message'] or '(no message)')}</pre></li>"
+                )
+            parts.append("</ul>")
+        else:
+            parts.append("<p>None.</p>")
+        parts.append("<h2>Runs</h2>")
+        parts.append(_html_table(RUN_COLUMNS, run_cells, ["failed" if c[6] == "failed" else "" for c in run_cells]))
+        if spec:
+            parts.append(f"<h2>Spec</h2><pre>{html.escape(spec)}</pre>")
+        parts.append("</body></html>")
+        report = out / "report.html"
+        report.write_text("\n".join(parts), encoding="utf-8")
+        return report
+    finally:
+        if opened:
+            store.close()
