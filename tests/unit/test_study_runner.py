@@ -92,3 +92,35 @@ def test_kill_and_resume_under_mpi(tmp_path):
     serial = tmp_path / "serial"
     run_study(spec, serial, comm=MPI.COMM_SELF, progress=False)
     assert_same_results(_metrics(out), _metrics(serial))
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("[study]\nname = 'x'\ncase = 'nope'\n[[group]]\nlabel='a'\nkind='reference'\nn=10\ntau=0.1\n", "case"),
+        ("[study]\nname = 'x'\ncase = 'wfr-kl-gauss-1d'\n[[group]]\nlabel='a'\nkind='reference'\nn=10\ntau=-0.1\n", "tau"),
+        ("[study]\nname = 'x'\ncase = 'wfr-kl-gauss-1d'\ncolour = 1\n", "colour"),
+        ("[study\nname = 'x'\n", "invalid TOML"),
+    ],
+)
+def test_cli_study_bad_spec_exit_2(tmp_path, capsys, text, needle):
+    from pdeflow.cli import main
+
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["study", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pdeflow: error:") and "\n" not in err and needle in err, err
+
+
+def test_cli_refuses_to_overwrite_a_study_and_reports(tmp_path, capsys, spec):
+    from pdeflow.cli import main
+
+    out = tmp_path / "s"
+    run_study(spec, out, comm=MPI.COMM_SELF, progress=False)
+    assert main(["study", str(spec.source), "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "report.html" in printed and "tau" in printed
+    assert main(["report", str(tmp_path / "nothing")]) == 2
