@@ -75,3 +75,24 @@ def assert_same_results(a: dict, b: dict, rel: float = 1e-9) -> None:
                 if x != x and y != y:
                     continue
                 assert math.isclose(x, y, rel_tol=rel, abs_tol=1e-14), (key, name, x, y)
+
+# The reference ladders of the quickstart on the Gaussian WFR case (exact solution).
+ORDERS = """
+[study]
+name = "orders"
+case = "wfr-kl-gauss-1d"
+target = "exact"
+metrics = ["L1", "L2", "hellinger"]
+
+[[group]]
+label = "tau"
+kind = "reference"
+n = 1600
+tau = {start = 0.05, factor = 0.5, levels = 4}
+
+[[group]]
+label = "h"
+kind = "reference"
+n = {start = 50, factor = 2, levels = 4}
+tau = {tied = "h^2", coefficient = 1.0}
+"""

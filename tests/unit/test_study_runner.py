@@ -124,3 +124,27 @@ def test_cli_refuses_to_overwrite_a_study_and_reports(tmp_path, capsys, spec):
     printed = capsys.readouterr().out
     assert "report.html" in printed and "tau" in printed
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_orders_from_the_store_match_the_scheme(tmp_path):
+    """τ- and h-orders fitted from the store (with their 95% intervals) are 1 ± 0.1 and 2 ± 0.15,
+    and the report's plots exist with the fitted slope in their legend."""
+    from study_specs import ORDERS
+
+    from pdeflow.study.report import make_report, orders_table
+
+    path = tmp_path / "orders.toml"
+    path.write_text(ORDERS)
+    out = tmp_path / "o"
+    run_study(load_spec(path), out, comm=MPI.COMM_SELF, progress=False)
+    store = Store(out / "study.sqlite")
+    table = {(r["group"], r["metric"]): r for r in orders_table(store)}
+    store.close()
+    for metric in ("L1", "L2", "hellinger"):
+        tau, h = table[("tau", metric)], table[("h", metric)]
+        assert tau["param"] == "tau" and abs(tau["order"] - 1.0) <= 0.1, tau
+        assert h["param"] == "h" and abs(h["order"] - 2.0) <= 0.15, h
+        assert tau["ci_low"] < tau["order"] < tau["ci_high"]
+    html = make_report(out).read_text()
+    assert html.count("data:image/png;base64,") >= 6 and "order" in html
+    assert (out / "conv_h_L2.png").read_bytes()[:4] == b"\x89PNG"
