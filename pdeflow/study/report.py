@@ -14,10 +14,10 @@
 * ``report.html`` — self-contained (PNGs as base64 data URIs): the orders, the figures, the failed
   runs with their messages, the run table and the spec source.
 
-Not in the report: energy / energy-dissipation-balance (EDB) plots.  The store keeps per run only
-the metrics at the snapshot times and summary stats, not the per-step energy, mass and dissipation
-histories, so those plots cannot be drawn from the store alone (they are in each reference run's
-own ``diagnostics.png`` / summary when the run writes one).
+* ``density_<group>.png``, ``particles_<group>.png`` — from the run files in DIR/runs/ (not the
+  store): densities of each reference group's finest run with the exact solution, its energy and
+  energy-identity residual per step, and the particles of each particle group's largest N against
+  the FE reference (:mod:`pdeflow.study.figures`).
 
 The parameter of a group is the single key of ``sweep`` that varies over the group's runs; if
 several vary (tied τ = c·h² ladders vary h and τ together), the first of h, tau, n_particles, lam,
@@ -389,8 +389,16 @@ def make_report(store_dir, out_dir=None) -> Path:
             parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{cap}"><figcaption>{cap}</figcaption></figure>')
         if not figures:
             parts.append("<p>None.</p>")
-        parts.append('<p class="note">Energy / energy-dissipation-balance plots are not part of this report: '
-                     "the store holds only snapshot metrics and summary stats, not per-step histories.</p>")
+        from .figures import snapshot_figures
+
+        parts.append("<h2>Densities, particles and energy</h2>")
+        snaps = snapshot_figures(store, out)
+        for cap, path in snaps:
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(cap)}">'
+                         f"<figcaption>{html.escape(cap)}</figcaption></figure>")
+        if not snaps:
+            parts.append("<p>None (no run files in runs/).</p>")
         parts.append(f"<h2>Failed runs ({len(failed)})</h2>")
         if failed:
             parts.append("<ul>")

@@ -114,7 +114,14 @@ def _execute_reference(run: dict, comm) -> dict:
     masses = traj.space.gather(traj.space.lumped_mass)
     out = {"metrics": metrics, "stats": stats}
     if comm.rank == 0:
-        out["_snapshots"] = {"t": traj.times, "x": traj.x, "rho": traj.rho, "m": masses}
+        steps = traj.steps
+        out["_snapshots"] = {
+            "t": traj.times, "x": traj.x, "rho": traj.rho, "m": masses,
+            # per-step histories for the report's energy / energy-identity plots
+            "step_t": np.array([0.0] + [s["t"] for s in steps]),
+            "step_energy": np.array([traj.initial["energy"]] + [s["energy"] for s in steps]),
+            "step_identity": np.array([np.nan] + [s.get("identity_residual_rel", np.nan) for s in steps]),
+        }
     return out
 
 
@@ -135,7 +142,8 @@ def _execute_approx(run: dict, comm, runs_dir: Path) -> dict:
         ref_id = reference_run_for(run, p.get("T"))["run_id"]
         data = np.load(runs_dir / f"{ref_id}.npz")
         reference = {k: data[k] for k in ("t", "x", "rho", "m")}
-        res = evaluate(problem, run["method"], params, reference, mesh_split=False, floor_seeds=3)["result"]
+        evaluated = evaluate(problem, run["method"], params, reference, mesh_split=False, floor_seeds=3)
+        res, traj = evaluated["result"], evaluated["trajectory"]
         metrics = {"t": [s["t"] for s in res["snapshots"]]}
         names = {"mmd_small": 0, "mmd": 1, "mmd_large": 2}
         for name, idx in names.items():
@@ -146,7 +154,8 @@ def _execute_approx(run: dict, comm, runs_dir: Path) -> dict:
         if all("w2_normalized" in s["reference"] for s in res["snapshots"]):
             metrics["w2"] = [s["reference"]["w2_normalized"] for s in res["snapshots"]]
         metrics["mc_floor"] = res["mc_floor_at_T"]["mean"]
-        result = {"metrics": metrics, "stats": {"n_steps": len(res["particles"]["steps"])}}
+        result = {"metrics": metrics, "stats": {"n_steps": len(res["particles"]["steps"])},
+                  "_snapshots": {"t": traj.times, "x": traj.x, "w": traj.w, "reference_run": ref_id}}
     # a particle run is done on the leader; the exception (if any) was raised there
     error = comm.bcast(None if result is not None or comm.rank != 0 else "no result", root=0)
     if error:

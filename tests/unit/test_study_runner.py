@@ -56,6 +56,8 @@ def test_serial_study_stores_every_run_and_resume_skips_them(tmp_path, spec):
     assert abs(table[("h", "L2")]["order"] - 2.0) < 0.3
     html = make_report(out)
     assert "data:image/png;base64," in html.read_text()
+    for png in ("density_tau.png", "density_h.png", "particles_bd-N.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_kill_and_resume_under_mpi(tmp_path):
