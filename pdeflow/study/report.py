@@ -146,16 +146,48 @@ def _final_metrics(metrics) -> str:
 
 
 # -- fits -----------------------------------------------------------------------------------------
+def _spec_fit_ranges(store: Store) -> dict:
+    """{group label: (lo, hi)} parameter bounds from the spec's ``fit_range`` ([first, last] level
+    indices in the ladder's order), for the groups that set one (or inherit the study's)."""
+    text = store.get_meta(META_SPEC)
+    if not text:
+        return {}
+    try:
+        import tomllib
+
+        from .spec import parse_spec
+
+        spec = parse_spec(tomllib.loads(text))
+    except Exception:  # noqa: BLE001 — a report is still made without the spec's ranges
+        return {}
+    out = {}
+    for group in spec.groups:
+        rng = getattr(group, "fit_range", None) or spec.fit_range
+        if not rng or not group.runs:
+            continue
+        param = group_param([{"sweep": r["sweep"], "status": "done"} for r in group.runs])
+        if param is None:
+            continue
+        values = list(dict.fromkeys(r["sweep"].get(param) for r in group.runs if param in r["sweep"]))
+        first, last = rng[0], rng[1]
+        chosen = values[first: (last + 1) if last != -1 else None]
+        if chosen:
+            out[group.label] = (min(chosen), max(chosen))
+    return out
+
+
 def _fits(store: Store) -> list:
-    """[(table row, fit_group dict, group rows)] per (group, metric)."""
+    """[(table row, fit_group dict, group rows)] per (group, metric); the spec's fit_range, when
+    set, restricts the levels fitted (the asymptotic range)."""
     out = []
+    ranges = _spec_fit_ranges(store)
     for group in store.groups():
         rows = store.rows(group=group)
         param = group_param(rows)
         if param is None:
             continue
         for metric in group_metrics(rows):
-            fit = fit_group(rows, param, metric)
+            fit = fit_group(rows, param, metric, fit_range=ranges.get(group))
             if not fit["levels"]:
                 continue
             finite = [e for e in fit["errors"] if math.isfinite(e)]

@@ -150,3 +150,19 @@ def test_orders_from_the_store_match_the_scheme(tmp_path):
     html = make_report(out).read_text()
     assert html.count("data:image/png;base64,") >= 6 and "order" in html
     assert (out / "conv_h_L2.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_spec_fit_range_restricts_the_fitted_levels(tmp_path):
+    from study_specs import ORDERS
+
+    from pdeflow.study.report import orders_table
+
+    path = tmp_path / "orders.toml"
+    path.write_text(ORDERS.replace('target = "exact"', 'target = "exact"\nfit_range = [1, -1]'))
+    out = tmp_path / "o"
+    run_study(load_spec(path), out, comm=MPI.COMM_SELF, progress=False)
+    store = Store(out / "study.sqlite")
+    table = {(r["group"], r["metric"]): r for r in orders_table(store)}
+    store.close()
+    assert table[("tau", "L1")]["levels"] == 3 and table[("h", "L1")]["levels"] == 3
+    assert len(table[("tau", "L1")]["param_values"]) == 4  # all levels are reported, three are fitted
