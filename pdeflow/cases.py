@@ -118,6 +118,9 @@ _REGISTRY: Dict[str, Callable[[], Problem]] = {
 }
 
 
+_BUILTIN = frozenset(_REGISTRY)
+
+
 def case_names() -> list:
     return list(_REGISTRY)
 
@@ -236,3 +239,123 @@ METHOD_KEYS = {
     "integrator": Key(str, lambda v: v in ("mirror", "exact", "euler", "ivp"), "mirror, exact, euler or ivp"),
 }
 METHOD_EXTRA_KEYS = ("variant", "move", "ess_threshold", "noise", "n_target", "integrator")
+
+
+# ------------------------------------------------------------------------------------------
+# cases given as data (the [cases.NAME] tables of a study spec)
+# ------------------------------------------------------------------------------------------
+CASE_TABLE_KEYS = ("description", "domain", "target", "initial", "initial_mass", "flow", "T", "snapshots")
+
+
+def _mixture_from_table(path: str, table, dim: int) -> GaussianMixture:
+    """{components = [{mean = [...], cov = [[...]] | variance = v, mass = m}, ...]}, or one
+    component given directly ({mean, cov | variance, mass})."""
+    if not isinstance(table, dict):
+        raise CaseError(f"{path}: expected a table with mean and cov (or components), got {table!r}")
+    comps = table.get("components", [table] if "mean" in table else None)
+    unknown = set(table) - ({"components"} if "components" in table else {"mean", "cov", "variance", "mass"})
+    if unknown:
+        raise CaseError(f"{path}: unknown key {sorted(unknown)[0]!r}")
+    if not isinstance(comps, list) or not comps:
+        raise CaseError(f"{path}: expected a non-empty list of components")
+    out = []
+    for i, c in enumerate(comps):
+        cp = f"{path}.components[{i}]" if "components" in table else path
+        if not isinstance(c, dict):
+            raise CaseError(f"{cp}: expected a table, got {c!r}")
+        bad = set(c) - {"mean", "cov", "variance", "mass"}
+        if bad:
+            raise CaseError(f"{cp}: unknown key {sorted(bad)[0]!r} (allowed: mean, cov, variance, mass)")
+        mean = c.get("mean")
+        mean = [mean] if isinstance(mean, (int, float)) and not isinstance(mean, bool) else mean
+        if not (isinstance(mean, list) and len(mean) == dim and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in mean)):
+            raise CaseError(f"{cp}.mean: expected {dim} number(s), got {c.get('mean')!r}")
+        if ("cov" in c) == ("variance" in c):
+            raise CaseError(f"{cp}: give exactly one of cov (matrix) and variance (number: v·I)")
+        if "variance" in c:
+            v = c["variance"]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise CaseError(f"{cp}.variance: expected a positive number, got {v!r}")
+            cov = tuple(tuple(float(v) if i == j else 0.0 for j in range(dim)) for i in range(dim))
+        else:
+            cov = c["cov"]
+        mass = c.get("mass", 1.0)
+        if isinstance(mass, bool) or not isinstance(mass, (int, float)) or not mass > 0:
+            raise CaseError(f"{cp}.mass: expected a positive number, got {mass!r}")
+        try:
+            out.append(Gaussian(tuple(float(v) for v in mean), cov, float(mass)))
+        except (ValueError, TypeError) as exc:
+            raise CaseError(f"{cp}.cov: {exc}") from None
+    return GaussianMixture(tuple(out))
+
+
+def case_from_table(name: str, table: dict) -> Problem:
+    """A Problem from a table of data (KL flow of Gaussian-mixture densities on a box):
+
+        domain = {lower = [-6.0], upper = [6.0]}
+        target = {components = [{mean = [-2.0], variance = 0.25, mass = 0.5}, ...]}   # or one {mean, cov|variance, mass}
+        initial = {mean = [1.5], variance = 0.64}
+        initial_mass = 1.0            # optional: rescale ρ0 to this mass on Ω
+        flow = {alpha = 1.0, beta = 1.0, spherical = true}
+        T = 1.0                       # optional
+        snapshots = [0.25, 0.5, 1.0]  # optional
+
+    The exact solution is the Gaussian ODE when target and initial are single Gaussians, the FR
+    closed form when alpha = 0, else none.  CaseError (one line, naming the key) on bad data."""
+    if not isinstance(table, dict):
+        raise CaseError(f"cases.{name}: expected a table")
+    bad = set(table) - set(CASE_TABLE_KEYS)
+    if bad:
+        raise CaseError(f"cases.{name}: unknown key {sorted(bad)[0]!r} (allowed: {', '.join(CASE_TABLE_KEYS)})")
+    for key in ("domain", "target", "initial", "flow"):
+        if key not in table:
+            raise CaseError(f"cases.{name}.{key}: required")
+    dom = table["domain"]
+    if not (isinstance(dom, dict) and set(dom) == {"lower", "upper"}):
+        raise CaseError(f"cases.{name}.domain: expected {{lower = [...], upper = [...]}}")
+    try:
+        domain = Domain(tuple(dom["lower"]) if isinstance(dom["lower"], list) else (dom["lower"],),
+                        tuple(dom["upper"]) if isinstance(dom["upper"], list) else (dom["upper"],))
+    except (ValueError, TypeError) as exc:
+        raise CaseError(f"cases.{name}.domain: {exc}") from None
+    target = _mixture_from_table(f"cases.{name}.target", table["target"], domain.dim)
+    initial = _mixture_from_table(f"cases.{name}.initial", table["initial"], domain.dim)
+    fl = table["flow"]
+    if not isinstance(fl, dict) or set(fl) - {"alpha", "beta", "spherical"}:
+        raise CaseError(f"cases.{name}.flow: expected {{alpha, beta, spherical}}")
+    if not isinstance(fl.get("spherical", True), bool):
+        raise CaseError(f"cases.{name}.flow.spherical: expected true or false")
+    try:
+        flow = Flow(fl.get("alpha", 0.0), fl.get("beta", 0.0), fl.get("spherical", True))
+    except ValueError as exc:
+        raise CaseError(f"cases.{name}.flow: {exc}") from None
+    extra = {}
+    if "T" in table:
+        extra["T"] = _convert(f"cases.{name}.T", table["T"], PROBLEM_KEYS["T"])
+    if "snapshots" in table:
+        snaps = table["snapshots"]
+        if not (isinstance(snaps, list) and snaps and all(isinstance(v, (int, float)) and v > 0 for v in snaps)):
+            raise CaseError(f"cases.{name}.snapshots: expected a non-empty list of positive times")
+        extra["snapshots"] = tuple(float(v) for v in snaps)
+    if "initial_mass" in table:
+        m = table["initial_mass"]
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not m > 0:
+            raise CaseError(f"cases.{name}.initial_mass: expected a positive number, got {m!r}")
+        extra["initial_mass"] = float(m)
+    if target.is_gaussian and initial.is_gaussian:
+        kind = "gaussian"
+    elif flow.alpha == 0:
+        kind = "fisher-rao"
+    else:
+        kind = None
+    return Problem(name=name, domain=domain, target=target, initial=initial, flow=flow, exact_kind=kind,
+                   description=str(table.get("description", f"inline case {name}")), **extra)
+
+
+def register_case(name: str, problem: Problem) -> None:
+    """Make ``problem`` available as ``get_case(name)`` in this process (inline cases of a spec).
+    A built-in name cannot be replaced."""
+    if name in _BUILTIN and _REGISTRY.get(name) is not None:
+        raise CaseError(f"cases.{name}: the name of a built-in case cannot be reused")
+    _REGISTRY[name] = lambda p=problem: p

@@ -227,8 +227,19 @@ def _open_store(spec, out_dir: Path, resume: bool):
     (out_dir / "runs").mkdir(exist_ok=True)
     store = Store(out_dir / "study.sqlite")
     store.set_meta("name", spec.name)
-    store.set_meta("spec", Path(spec.source).read_text() if Path(spec.source).is_file() else spec.source)
+    store.set_meta("spec", _spec_text(spec.source))
     return store
+
+
+def _spec_text(source: str) -> str:
+    """The spec's TOML text: ``source`` is its path, or (specs built in code) the text itself."""
+    try:
+        path = Path(source)
+        if path.is_file():
+            return path.read_text()
+    except OSError:  # e.g. a name too long: it is the text
+        pass
+    return source
 
 
 def _record(store, run, result, membership, runs_dir: Path):

@@ -43,7 +43,12 @@ Format
 Tables and keys
 ---------------
 ``[study]``: ``name`` (required), ``case``, ``target``, ``metrics``, ``fit_range``, ``T``,
-``reference``.  Any other top-level key than ``study`` and ``group`` is an error.
+``reference``.  Any other top-level key than ``study``, ``group`` and ``cases`` is an error.
+
+``[cases.NAME]`` (optional): a case given as data instead of a built-in name — a KL flow of
+Gaussian mixtures on a box (keys ``domain``, ``target``, ``initial``, ``initial_mass``, ``flow``,
+``T``, ``snapshots``, ``description``; see :func:`pdeflow.cases.case_from_table`).  Groups and
+``study.case`` then name it like a built-in case.
 
 ``[[group]]`` (at least one), common keys: ``label`` (required, unique), ``kind`` (required),
 ``case``, ``target``, ``metrics``, ``fit_range``, ``T``, ``alpha``, ``beta`` (overrides of the
@@ -144,7 +149,7 @@ METRICS = {
     "reference": ("L1", "L2", "hellinger", "mass_rel"),
     "approx": ("mmd", "mmd_small", "mmd_large", "energy_distance", "w2", "mass_error"),
 }
-TOP_KEYS = ("study", "group")
+TOP_KEYS = ("study", "group", "cases")
 STUDY_KEYS = ("name", "case", "target", "metrics", "fit_range", "T", "reference")
 _COMMON = ("label", "kind", "case", "target", "metrics", "fit_range", "T", "alpha", "beta", "reference")
 GROUP_KEYS = {
@@ -416,6 +421,26 @@ def _has_exact(case: str, overrides: dict, problem) -> bool:
     return _EXACT_CACHE[key]
 
 
+def _inline_cases(cases) -> None:
+    """[cases.NAME] tables: cases given as data (pdeflow.cases.case_from_table), registered under
+    NAME in this process so that groups (and the runner, which parses the same spec on every
+    rank) refer to them by name like built-in cases."""
+    from ..cases import case_from_table, register_case
+
+    if cases is None:
+        return
+    if not isinstance(cases, dict) or not cases:
+        _fail("cases", f"expected tables [cases.NAME], got {_show(cases)}")
+    for name, table in cases.items():
+        if not _NAME.fullmatch(name):
+            _fail(f"cases.{name}", "a case name is letters, digits, '_' and '-'")
+        try:
+            register_case(name, case_from_table(name, table))
+        except CaseError as exc:
+            msg = str(exc)
+            _fail(msg.split(":", 1)[0], msg.split(":", 1)[1].strip() if ":" in msg else msg)
+
+
 def _case(path: str, name) -> object:
     if not isinstance(name, str):
         _fail(path, f"expected a case name (string), got {_show(name)}")
@@ -444,6 +469,7 @@ def load_spec(path) -> StudySpec:
 def parse_spec(data: dict, source: str = "<dict>") -> StudySpec:
     """Validate a parsed spec (the dict of a TOML document) and expand its groups into runs."""
     _table("", data, TOP_KEYS, "a table with [study] and [[group]]")
+    _inline_cases(data.get("cases"))
     study = _table("study", _required("", data, "study", "a spec needs a [study] table with a name"), STUDY_KEYS)
     name = _required("study", study, "name", "[A-Za-z0-9_-]+")
     if not (isinstance(name, str) and _NAME.fullmatch(name)):

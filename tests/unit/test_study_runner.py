@@ -166,3 +166,57 @@ def test_spec_fit_range_restricts_the_fitted_levels(tmp_path):
     store.close()
     assert table[("tau", "L1")]["levels"] == 3 and table[("h", "L1")]["levels"] == 3
     assert len(table[("tau", "L1")]["param_values"]) == 4  # all levels are reported, three are fitted
+
+
+INLINE = """
+[study]
+name = "inline"
+case = "my-gauss"
+
+[cases.my-gauss]
+domain = {lower = [-6.0], upper = [6.0]}
+target = {mean = [0.0], variance = 1.0}
+initial = {mean = [1.0], variance = 0.49}
+flow = {alpha = 1.0, beta = 1.0, spherical = true}
+
+[[group]]
+label = "h"
+kind = "reference"
+n = {start = 50, factor = 2, levels = 3}
+tau = {tied = "h^2", coefficient = 1.0}
+"""
+
+
+def test_inline_case_table_runs_like_the_builtin_case(tmp_path):
+    """[cases.NAME] with the parameters of wfr-kl-gauss-1d gives the same errors as the built-in."""
+    from pdeflow.study.spec import parse_spec
+    import tomllib
+
+    spec = parse_spec(tomllib.loads(INLINE), source=INLINE)
+    assert spec.groups[0].target == "exact"  # single Gaussians: the Gaussian ODE applies
+    out = tmp_path / "inline"
+    run_study(spec, out, comm=MPI.COMM_SELF, progress=False)
+    builtin = parse_spec(tomllib.loads(INLINE.replace('case = "my-gauss"', 'case = "wfr-kl-gauss-1d"')))
+    run_study(builtin, tmp_path / "builtin", comm=MPI.COMM_SELF, progress=False)
+    a = sorted((r["params"]["n"], r["metrics"]["L1"][-1]) for r in Store(out / "study.sqlite").rows())
+    b = sorted((r["params"]["n"], r["metrics"]["L1"][-1]) for r in Store(tmp_path / "builtin" / "study.sqlite").rows())
+    assert [n for n, _ in a] == [n for n, _ in b]
+    assert all(x == pytest.approx(y, rel=1e-12) for (_, x), (_, y) in zip(a, b))
+
+
+@pytest.mark.parametrize(
+    "edit,needle",
+    [
+        (("variance = 1.0}", "variance = -1.0}"), "variance"),
+        (("flow = {alpha = 1.0", "flow = {gamma = 2.0, alpha = 1.0"), "flow"),
+        (("domain = {lower = [-6.0], upper = [6.0]}", "domain = {lower = [6.0], upper = [-6.0]}"), "domain"),
+        (("[cases.my-gauss]", "[cases.my-gauss]\ncolour = 1"), "colour"),
+    ],
+)
+def test_bad_inline_case_is_a_one_line_spec_error(edit, needle):
+    from pdeflow.study.spec import SpecError, parse_spec
+    import tomllib
+
+    with pytest.raises(SpecError) as err:
+        parse_spec(tomllib.loads(INLINE.replace(*edit)))
+    assert "\n" not in str(err.value) and needle in str(err.value) and str(err.value).startswith("cases.")
