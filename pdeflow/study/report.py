@@ -119,9 +119,9 @@ def _num(x, fmt="{:.3g}") -> str:
 
 
 def _order_str(row) -> str:
-    if row.get("note"):
-        return row["note"]
     if row["order"] is None or math.isnan(row["order"]):
+        if row.get("note"):
+            return row["note"]
         return "n/a"
     return f"{row['order']:.3f} [{_num(row['ci_low'], '{:.3f}')}, {_num(row['ci_high'], '{:.3f}')}]"
 
@@ -196,6 +196,14 @@ def _fits(store: Store) -> list:
                 nan = float("nan")
                 fit.update(order=nan, ci_low=nan, ci_high=nan, constant=nan, pairwise=[])
                 note = f"round-off (max {max(abs(e) for e in finite):.1e})"
+            if metric == "richardson_L1" and math.isfinite(fit["order"]) and len(fit["errors"]) >= 2:
+                # Richardson: d_k = ‖u_k − u_{k+1}‖ on a ladder of ratio r; the finest solution's error
+                # is d_fine/(r^p − 1), and Roache's GCI multiplies it by the safety factor 1.25
+                lv = sorted(zip(fit["levels"], fit["errors"]))
+                ratio = lv[1][0] / lv[0][0]
+                p_obs = fit["order"]
+                est = lv[0][1] / (ratio**p_obs - 1.0)
+                note = f"finest-level error estimate {est:.2e}; GCI {1.25 * est:.2e} (Fs = 1.25)"
             done = [r for r in rows if r["status"] == "done"]
             row = {
                 "group": group,
@@ -290,7 +298,7 @@ def _plot(row, fit, rows, path: Path) -> Path | None:
 
 # -- tables ---------------------------------------------------------------------------------------
 RUN_COLUMNS = ("group", "kind", "case", "method", "sweep", "seed", "status", "final metrics", "wall [s]")
-ORDER_COLUMNS = ("group", "kind", "case", "param", "metric", "levels", "order [95% CI]", "pairwise")
+ORDER_COLUMNS = ("group", "kind", "case", "param", "metric", "levels", "order [95% CI]", "pairwise", "note")
 
 
 def _run_cells(store: Store) -> list:
@@ -307,7 +315,7 @@ def _run_cells(store: Store) -> list:
 
 def _order_cells(table) -> list:
     return [[r["group"], r["kind"], r["case"], r["param"], r["metric"], str(r["levels"]), _order_str(r),
-             _pairwise_str(r)] for r in table]
+             _pairwise_str(r), r.get("note", "")] for r in table]
 
 
 def _text_table(header, cells) -> str:

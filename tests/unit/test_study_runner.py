@@ -220,3 +220,26 @@ def test_bad_inline_case_is_a_one_line_spec_error(edit, needle):
     with pytest.raises(SpecError) as err:
         parse_spec(tomllib.loads(INLINE.replace(*edit)))
     assert "\n" not in str(err.value) and needle in str(err.value) and str(err.value).startswith("cases.")
+
+
+def test_richardson_group_reports_order_and_gci(tmp_path):
+    """No exact solution: the nested-mesh differences give an order near 2 and a GCI estimate of
+    the finest level's error (the target defaults to richardson)."""
+    from pdeflow.study.report import orders_table
+    from pdeflow.study.spec import parse_spec
+    import tomllib
+
+    text = INLINE.replace("target = {mean = [0.0], variance = 1.0}",
+                          "target = {components = [{mean = [-2.0], variance = 0.25, mass = 0.5}, "
+                          "{mean = [2.0], variance = 0.25, mass = 0.5}]}").replace("levels = 3", "levels = 4")
+    spec = parse_spec(tomllib.loads(text), source=text)
+    assert spec.groups[0].target == "richardson"
+    out = tmp_path / "rich"
+    run_study(spec, out, comm=MPI.COMM_SELF, progress=False)
+    store = Store(out / "study.sqlite")
+    row = next(r for r in orders_table(store) if r["metric"] == "richardson_L1")
+    store.close()
+    assert abs(row["order"] - 2.0) < 0.2, row
+    assert "GCI" in row["note"]
+    est = float(row["note"].split("estimate ")[1].split(";")[0])
+    assert 0 < est < row["errors"][0]  # below the finest difference
