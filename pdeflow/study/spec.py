@@ -436,6 +436,8 @@ def _inline_cases(cases) -> None:
             _fail(f"cases.{name}", "a case name is letters, digits, '_' and '-'")
         try:
             register_case(name, case_from_table(name, table))
+            for key in [k for k in _EXACT_CACHE if k[0] == name]:  # a redefined inline case
+                del _EXACT_CACHE[key]
         except CaseError as exc:
             msg = str(exc)
             _fail(msg.split(":", 1)[0], msg.split(":", 1)[1].strip() if ":" in msg else msg)
