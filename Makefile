@@ -9,7 +9,7 @@ MPIRUN := mpirun --allow-run-as-root --oversubscribe
 NP ?= 2
 OUT ?= results/demo
 
-.PHONY: all setup system venv demo test test-serial test-mpi bench clean
+.PHONY: all setup system venv demo test test-serial test-mpi test-dolfinx09 bench clean
 
 all: test
 
@@ -48,6 +48,10 @@ test-serial: setup
 
 test-mpi: setup
 	timeout 900 $(MPIRUN) -n $(NP) $(PY) -m pytest -q -p no:cacheprovider --timeout=300 tests/mpi
+
+# the same tests against dolfinx 0.9 (Debian trixie chroot, cached outside the repo); not in `make test`
+test-dolfinx09:
+	bash docker/test-dolfinx09.sh
 
 bench: setup
 	$(PY) benchmarks/step_cost.py
