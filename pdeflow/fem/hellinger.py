@@ -24,7 +24,7 @@ from scipy.optimize import brentq
 from scipy.special import wrightomega
 
 from ..problem import Problem
-from .scheme import NewtonFailure, StepResult
+from .scheme import FrozenMobilityScheme, NewtonFailure, StepResult
 from .space import P1Space
 
 
@@ -44,9 +44,7 @@ class HellingerJKOScheme:
         self.pi = np.exp(log_pi)
         self.m = space.lumped_mass
 
-    def energy(self, phi: np.ndarray) -> float:
-        rho = np.exp(phi)
-        return self.space.dot(self.m, rho * (phi - self.log_pi) - rho + self.pi)
+    energy = FrozenMobilityScheme.energy  # the same lumped KL
 
     def _phi(self, phi_n: np.ndarray, tp: float, eta: float) -> np.ndarray:
         L = 0.5 * phi_n - math.log(tp) - 0.5 * (self.log_pi + eta) + 1.0 / tp

@@ -65,10 +65,12 @@ import math
 
 import numpy as np
 
-from ...problem import Gaussian, GaussianMixture, Problem
+from ...problem import Problem
 from ..kernels import median_bandwidth
 from ..particles import ParticleTrajectory, reflect, sample_initial
 from . import MethodParams
+from .lambda_fr import grad_log_target as analytic_grad_log_target
+from .lambda_fr import time_grid
 
 ROW_BUDGET = 1 << 18  # entries of one (chunk × N) block: memory O(N·chunk), 2 MB of float64 (cache-friendly)
 
@@ -80,31 +82,13 @@ def log_target(problem: Problem, x: np.ndarray) -> np.ndarray:
     return np.asarray(problem.target.log_density(x.T), dtype=float)
 
 
-def _mixture_grad_log(mix: GaussianMixture, x: np.ndarray) -> np.ndarray:
-    """∇log π for π = Σ_k m_k N(m_k, Σ_k): Σ_k r_k(x) (−P_k (x − m_k)), r_k the responsibilities."""
-    comps = mix.components if isinstance(mix, GaussianMixture) else (mix,)
-    logs = np.array([c.log_density(x.T) for c in comps])  # (K, N)
-    r = np.exp(logs - logs.max(axis=0))
-    r /= r.sum(axis=0)
-    g = np.zeros_like(x)
-    for rk, c in zip(r, comps):
-        g -= rk[:, None] * ((x - c.m[None, :]) @ np.linalg.inv(c.S).T)
-    return g
-
-
 def grad_log_target(problem: Problem):
-    """A callable x (N, d) → ∇log π(x) (N, d).
-
-    Uses ``target.grad_log_density`` ((d, n) → (d, n)) where the density class has one, the
-    analytic mixture formula for Gaussians / Gaussian mixtures otherwise, and as a last resort
-    central finite differences of ``log_density`` (step 1e-5 · (1 + |x|)).
-    """
+    """A callable x (N, d) → ∇log π(x) (N, d): the target's analytic ``grad_log_density``
+    (:func:`.lambda_fr.grad_log_target`), else central finite differences of ``log_density``
+    (step 1e-5 · (1 + |x|)) — e.g. the manufactured-solution target, which has no gradient method."""
     target = problem.target
-    method = getattr(target, "grad_log_density", None)
-    if callable(method):
-        return lambda x: np.asarray(method(x.T), dtype=float).T
-    if isinstance(target, (GaussianMixture, Gaussian)):
-        return lambda x: _mixture_grad_log(target, x)
+    if callable(getattr(target, "grad_log_density", None)):
+        return analytic_grad_log_target(problem)
 
     def finite_differences(x):
         g = np.empty_like(x)
@@ -120,13 +104,12 @@ def grad_log_target(problem: Problem):
 
 
 def step_schedule(times, dt: float):
-    """Yield (t_end, h, snapshot_index or None): steps of size h ≤ dt, uniform within each
-    interval between consecutive snapshot times, so that every snapshot is hit exactly."""
-    for k, (t0, t1) in enumerate(zip(times[:-1], times[1:])):
-        n = max(1, int(math.ceil((t1 - t0) / dt - 1e-9)))
-        h = (t1 - t0) / n
+    """Yield (t_end, h, snapshot_index or None) over the step grid of :func:`.lambda_fr.time_grid`
+    (uniform steps h ≤ dt within each snapshot interval, landing exactly on every snapshot)."""
+    for k, n, h in time_grid(times, dt):
+        t0, t1 = times[k - 1], times[k]
         for s in range(1, n + 1):
-            yield (t1 if s == n else t0 + s * h), h, (k + 1 if s == n else None)
+            yield (t1 if s == n else t0 + s * h), h, (k if s == n else None)
 
 
 def ess(W: np.ndarray) -> float:
