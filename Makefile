@@ -9,25 +9,28 @@ MPIRUN := mpirun --allow-run-as-root --oversubscribe
 NP ?= 2
 OUT ?= results/demo
 
-.PHONY: all setup system venv demo test test-serial test-mpi test-dolfinx09 bench clean
+.PHONY: all setup system venv demo test test-serial test-mpi test-dolfinx09 bench docs clean
 
 all: test
 
 # --- set-up -------------------------------------------------------------------------------
 system:
 	@if ! /usr/bin/python3 -c "import dolfinx, petsc4py, mpi4py, scipy, sympy" 2>/dev/null \
-	    || ! command -v mpirun >/dev/null || ! /usr/bin/python3 -c "import ensurepip" 2>/dev/null; then \
-	  echo "[setup] installing python3-dolfinx (Debian) ..."; \
+	    || ! command -v mpirun >/dev/null || ! /usr/bin/python3 -c "import ensurepip" 2>/dev/null \
+	    || ! ldconfig -p | grep -q libGLU.so.1 || ! ldconfig -p | grep -q libXinerama.so.1 \
+	    || ! ldconfig -p | grep -q libXcursor.so.1 || ! ldconfig -p | grep -q libXft.so.2; then \
+	  echo "[setup] installing python3-dolfinx (Debian) and the libraries of the gmsh wheel ..."; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq python3-dolfinx python3-venv python3-scipy python3-sympy >/dev/null; \
+	  apt-get update -qq && apt-get install -y -qq python3-dolfinx python3-venv python3-scipy python3-sympy \
+	    libglu1-mesa libxcursor1 libxft2 libxinerama1 >/dev/null; \
 	fi
 
 $(PY): | system
 	/usr/bin/python3 -m venv --system-site-packages $(VENV)
 
 $(STAMP): pyproject.toml | $(PY)
-	@echo "[setup] pip install -e .[test,plot] (numpy kept < 2 for dolfinx 0.5)"
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,plot]" "numpy<2"
+	@echo "[setup] pip install -e .[test,plot,mesh] (numpy kept < 2 for dolfinx 0.5)"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,plot,mesh]" "numpy<2"
 	@touch $(STAMP)
 
 setup: system $(STAMP)
@@ -53,8 +56,16 @@ test-mpi: setup
 test-dolfinx09:
 	bash docker/test-dolfinx09.sh
 
+# the gmsh meshes of meshes/*.geo at n = 12, 24, 48 (h = 0.5, 0.25, 0.125) into meshes/cache
+meshes: setup
+	$(VENV)/bin/pdeflow mesh --levels 3
+
 bench: setup
 	$(PY) benchmarks/step_cost.py
+
+# docs/cases.md is generated from the case registry (tests/unit/test_docs.py checks it is current)
+docs: setup
+	$(VENV)/bin/pdeflow cases --markdown > docs/.cases.md.tmp && mv docs/.cases.md.tmp docs/cases.md
 
 clean:
 	rm -rf results .pytest_cache

@@ -1,9 +1,11 @@
 """Cost of one reference time step relative to one CG+GAMG Poisson solve on the same mesh.
 
-    python benchmarks/step_cost.py [--sizes 64 128 256] [--ranks 1 2] [--steps 10] [--tau 0.01]
+    python benchmarks/step_cost.py [--case wfr-kl-gauss-2d] [--sizes 64 128 256] [--ranks 1 2] [--steps 10] [--tau 0.01]
+    python benchmarks/step_cost.py --case wfr-kl-gauss-3d --sizes 16 32 48 --tau 0.05    # 3-D (#5)
 
 For each mesh size and number of ranks (each run is a separate `mpirun -n P` of this script with
---worker) it measures, on the 2-D case wfr-kl-gauss-2d (spherical WFR, bordered Newton, CG+GAMG):
+--worker) it measures, on the case given (default the 2-D wfr-kl-gauss-2d: spherical WFR, bordered
+Newton, CG+GAMG):
 
 * the mean wall time of a time step (assembly of 𝖠(ρⁿ) + Newton with its linear solves), over
   ``--steps`` steps after one warm-up step, with the mean Newton and CG iterations per step;
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 
-def worker(n: int, steps: int, tau: float) -> dict:
+def worker(case: str, n: int, steps: int, tau: float) -> dict:
     import logging
 
     logging.getLogger().setLevel(logging.WARNING)
@@ -40,10 +42,10 @@ def worker(n: int, steps: int, tau: float) -> dict:
     from pdeflow.fem import compat, solve_reference
 
     comm = MPI.COMM_WORLD
-    problem = get_case("wfr-kl-gauss-2d")
-    # ---- the reference scheme: warm-up step + `steps` timed steps
+    problem = get_case(case)
+    # ---- the reference scheme: warm-up step + `steps` timed steps (no error norms: not timed)
     problem = problem.with_changes(T=tau * (steps + 1), snapshots=())
-    traj = solve_reference(problem, n=n, tau=tau, comm=comm, progress=False)
+    traj = solve_reference(problem, n=n, tau=tau, comm=comm, progress=False, exact=None)
     timed = traj.steps[1:]
     step_wall = comm.allreduce(float(np.mean([s["wall"] for s in timed])), op=MPI.MAX)
     newton = float(np.mean([s["newton_iterations"] for s in timed]))
@@ -84,6 +86,8 @@ def worker(n: int, steps: int, tau: float) -> dict:
         ksp.destroy()
         x.destroy()
     return {
+        "case": case,
+        "dim": problem.dim,
         "n": n,
         "np": comm.size,
         "dofs": space.n_global,
@@ -100,6 +104,7 @@ def worker(n: int, steps: int, tau: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", default="wfr-kl-gauss-2d")
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--steps", type=int, default=20)
@@ -108,7 +113,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        res = worker(args.n, args.steps, args.tau)
+        res = worker(args.case, args.n, args.steps, args.tau)
         from mpi4py import MPI
 
         if MPI.COMM_WORLD.rank == 0:
@@ -119,7 +124,7 @@ def main() -> None:
     rows = []
     for n in args.sizes:
         for p in args.ranks:
-            cmd = mpirun + ["-n", str(p), sys.executable, __file__, "--worker", "--n", str(n)]
+            cmd = mpirun + ["-n", str(p), sys.executable, __file__, "--worker", "--case", args.case, "--n", str(n)]
             cmd += ["--steps", str(args.steps), "--tau", str(args.tau)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
@@ -128,7 +133,7 @@ def main() -> None:
             res = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
             rows.append(res)
             print(
-                f"n={n:4d}^2 np={p}: step {res['step_wall'] * 1e3:8.2f} ms, Poisson {res['poisson_wall'] * 1e3:7.2f} ms "
+                f"n={n:4d}^{res['dim']} np={p}: step {res['step_wall'] * 1e3:8.2f} ms, Poisson {res['poisson_wall'] * 1e3:7.2f} ms "
                 f"-> ratio {res['ratio']:.2f}; Newton {res['newton_mean']:.2f}/step, CG {res['linear_per_step']:.1f}/step",
                 flush=True,
             )
@@ -139,13 +144,14 @@ def main() -> None:
         one = next((q for q in rows if q["n"] == r["n"] and q["np"] == 1), None)
         speed = f"{one['step_wall'] / r['step_wall']:.2f}" if one and r["np"] != 1 else ""
         print(
-            f"| {r['n']}² | {r['dofs']} | {r['np']} | {r['step_wall'] * 1e3:.2f} | {r['poisson_wall'] * 1e3:.2f} | "
+            f"| {r['n']}^{r['dim']} | {r['dofs']} | {r['np']} | {r['step_wall'] * 1e3:.2f} | {r['poisson_wall'] * 1e3:.2f} | "
             f"{r['ratio']:.2f} | {r['newton_mean']:.2f} | {r['linear_per_step']:.1f} | {speed} |"
         )
     out = Path("results/bench")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "step_cost.json").write_text(json.dumps(rows, indent=1))
-    print(f"\nwritten: {out / 'step_cost.json'}")
+    name = "step_cost.json" if args.case == "wfr-kl-gauss-2d" else f"step_cost_{args.case}.json"
+    (out / name).write_text(json.dumps(rows, indent=1))
+    print(f"\nwritten: {out / name}")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,55 @@ def _mixture_1d() -> Problem:
     )
 
 
+def _mixture_disk() -> Problem:
+    # Two target modes in the lower half of the disk of radius 3; ρ0 sits 1.2 from the curved
+    # boundary (1.7 standard deviations), so the no-flux condition on the circle matters.
+    target = GaussianMixture((Gaussian((-1.2, -0.6), _diag(0.3, 0.3), 0.5), Gaussian((1.2, -0.6), _diag(0.3, 0.3), 0.5)))
+    return Problem(
+        name="wfr-kl-mixture-disk",
+        domain=Domain.from_mesh("disk"),
+        target=target,
+        initial=_g((0.0, 1.8), _diag(0.5, 0.5)),
+        initial_mass=1.0,
+        flow=Flow(1.0, 1.0, spherical=True),
+        exact_kind=None,
+        description="disk |x| <= 3 (gmsh mesh), pi = 1/2 N((-1.2,-0.6), 0.3 I) + 1/2 N((1.2,-0.6), 0.3 I), "
+        "rho0 ∝ N((0,1.8), 0.5 I) with mass 1, spherical WFR, alpha = beta = 1; no closed form (self-convergence)",
+    )
+
+
+def _mixture_lshape() -> Problem:
+    # ρ0 in the upper-left arm, π with one mode in each lower arm: mass that reaches the lower-right
+    # mode by transport must pass the re-entrant corner at 0, where ρ is not H²-regular.
+    target = GaussianMixture((Gaussian((-1.5, -1.5), _diag(0.3, 0.3), 0.5), Gaussian((1.5, -1.5), _diag(0.3, 0.3), 0.5)))
+    return Problem(
+        name="wfr-kl-mixture-lshape",
+        domain=Domain.from_mesh("lshape"),
+        target=target,
+        initial=_g((-1.5, 1.5), _diag(0.4, 0.4)),
+        initial_mass=1.0,
+        flow=Flow(1.0, 1.0, spherical=True),
+        exact_kind=None,
+        description="L-shape [-3,3]^2 minus (0,3]^2 (gmsh mesh), pi = 1/2 N((-1.5,-1.5), 0.3 I) + 1/2 N((1.5,-1.5), 0.3 I), "
+        "rho0 ∝ N((-1.5,1.5), 0.4 I) with mass 1, spherical WFR, alpha = beta = 1; no closed form (self-convergence)",
+    )
+
+
+def _wfr_gauss_3d() -> Problem:
+    return Problem(
+        name="wfr-kl-gauss-3d",
+        domain=Domain((-4.0, -4.0, -4.0), (4.0, 4.0, 4.0)),
+        target=_g((0.0, 0.0, 0.0), _diag(1.0, 1.0, 1.0)),
+        initial=_g((0.5, -0.5, 0.25), _diag(0.6**2, 0.8**2, 0.7**2)),
+        flow=Flow(1.0, 1.0, spherical=True),
+        T=0.5,
+        snapshots=(0.25, 0.5),
+        exact_kind="gaussian",
+        description="pi = N(0, I_3), rho0 = N((0.5,-0.5,0.25), diag(0.6^2, 0.8^2, 0.7^2)) on [-4,4]^3, spherical WFR, "
+        "alpha = beta = 1, T = 0.5",
+    )
+
+
 def _mms_1d() -> Problem:
     from .exact.mms import mms_problem
 
@@ -115,6 +164,9 @@ _REGISTRY: Dict[str, Callable[[], Problem]] = {
     "fr-kl-bimodal-2d": _fr_bimodal_2d,
     "wfr-kl-mixture-1d": _mixture_1d,
     "hk-kl-mms-1d": _mms_1d,
+    "wfr-kl-mixture-disk": _mixture_disk,
+    "wfr-kl-mixture-lshape": _mixture_lshape,
+    "wfr-kl-gauss-3d": _wfr_gauss_3d,
 }
 
 
@@ -291,9 +343,9 @@ def _mixture_from_table(path: str, table, dim: int) -> GaussianMixture:
 
 
 def case_from_table(name: str, table: dict) -> Problem:
-    """A Problem from a table of data (KL flow of Gaussian-mixture densities on a box):
+    """A Problem from a table of data (KL flow of Gaussian-mixture densities on a box or a mesh):
 
-        domain = {lower = [-6.0], upper = [6.0]}
+        domain = {lower = [-6.0], upper = [6.0]}       # or {mesh = "disk"} (pdeflow.shapes.SHAPES)
         target = {components = [{mean = [-2.0], variance = 0.25, mass = 0.5}, ...]}   # or one {mean, cov|variance, mass}
         initial = {mean = [1.5], variance = 0.64}
         initial_mass = 1.0            # optional: rescale ρ0 to this mass on Ω
@@ -312,13 +364,19 @@ def case_from_table(name: str, table: dict) -> Problem:
         if key not in table:
             raise CaseError(f"cases.{name}.{key}: required")
     dom = table["domain"]
-    if not (isinstance(dom, dict) and set(dom) == {"lower", "upper"}):
-        raise CaseError(f"cases.{name}.domain: expected {{lower = [...], upper = [...]}}")
-    try:
-        domain = Domain(tuple(dom["lower"]) if isinstance(dom["lower"], list) else (dom["lower"],),
-                        tuple(dom["upper"]) if isinstance(dom["upper"], list) else (dom["upper"],))
-    except (ValueError, TypeError) as exc:
-        raise CaseError(f"cases.{name}.domain: {exc}") from None
+    if isinstance(dom, dict) and set(dom) == {"mesh"}:
+        try:
+            domain = Domain.from_mesh(str(dom["mesh"]))
+        except ValueError as exc:
+            raise CaseError(f"cases.{name}.domain.mesh: {exc}") from None
+    elif not (isinstance(dom, dict) and set(dom) == {"lower", "upper"}):
+        raise CaseError(f"cases.{name}.domain: expected {{lower = [...], upper = [...]}} or {{mesh = NAME}}")
+    else:
+        try:
+            domain = Domain(tuple(dom["lower"]) if isinstance(dom["lower"], list) else (dom["lower"],),
+                            tuple(dom["upper"]) if isinstance(dom["upper"], list) else (dom["upper"],))
+        except (ValueError, TypeError) as exc:
+            raise CaseError(f"cases.{name}.domain: {exc}") from None
     target = _mixture_from_table(f"cases.{name}.target", table["target"], domain.dim)
     initial = _mixture_from_table(f"cases.{name}.initial", table["initial"], domain.dim)
     fl = table["flow"]

@@ -1,6 +1,6 @@
 """The `pdeflow` command.
 
-    pdeflow cases [--json]
+    pdeflow cases [--json | --markdown]
     pdeflow solve CASE [--set key=value ...] [--out DIR] [--json] [--no-xdmf] [--no-plots] [--quiet]
     pdeflow approx CASE --method M [--set key=value ...] [--reference DIR] [--out DIR] [--json] [--quiet]
     pdeflow study SPEC.toml [--out DIR] [--resume] [--ranks-per-run g] [--quiet]
@@ -64,18 +64,21 @@ def _cases_table(as_json: bool) -> str:
                 "beta": p.flow.beta,
                 "spherical": p.flow.spherical,
                 "dim": p.dim,
-                "domain": " x ".join(f"[{a:g},{b:g}]" for a, b in zip(lo, hi)),
+                "domain": (" x ".join(f"[{a:g},{b:g}]" for a, b in zip(lo, hi)) if p.domain.is_box
+                           else f"mesh {p.domain.mesh}"),
                 "exact": (p.exact_kind if exact else "none (self-convergence)"),
                 "description": p.description,
             }
         )
     if as_json:
         return json.dumps(rows, indent=1)
-    head = f"{'case':<20} {'flow':<5} {'alpha':>5} {'beta':>5} {'d':>2}  {'domain':<22} exact solution"
+    wn = max(len(r["name"]) for r in rows)
+    wd = max(len(r["domain"]) for r in rows)
+    head = f"{'case':<{wn}} {'flow':<5} {'alpha':>5} {'beta':>5} {'d':>2}  {'domain':<{wd}}  exact solution"
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['name']:<20} {r['flow']:<5} {r['alpha']:>5g} {r['beta']:>5g} {r['dim']:>2}  {r['domain']:<22} {r['exact']}"
+            f"{r['name']:<{wn}} {r['flow']:<5} {r['alpha']:>5g} {r['beta']:>5g} {r['dim']:>2}  {r['domain']:<{wd}}  {r['exact']}"
         )
     return "\n".join(lines)
 
@@ -86,6 +89,7 @@ def _build_parser() -> _Parser:
     sub.required = True
     p_cases = sub.add_parser("cases", help="list the built-in verification cases")
     p_cases.add_argument("--json", action="store_true", help="print the catalogue as JSON")
+    p_cases.add_argument("--markdown", action="store_true", help="print the catalogue docs/cases.md (make docs)")
     p_solve = sub.add_parser("solve", help="solve a case with the finite-element reference solver")
     p_solve.add_argument("case", help="a case name (see `pdeflow cases`)")
     p_solve.add_argument(
@@ -124,7 +128,52 @@ def _build_parser() -> _Parser:
     p_study.add_argument("--quiet", action="store_true", help="no progress bar, no tables")
     p_report = sub.add_parser("report", help="(re)write report.html, plots and tables of a study directory")
     p_report.add_argument("dir", help="the study directory (holds study.sqlite)")
+    p_mesh = sub.add_parser("mesh", help="generate the gmsh meshes of meshes/*.geo into the mesh cache")
+    p_mesh.add_argument("names", nargs="*", metavar="NAME", help="mesh names (default: all); see --list")
+    p_mesh.add_argument("--levels", type=int, default=3, help="number of resolutions n0, 2 n0, 4 n0, ... (default 3)")
+    p_mesh.add_argument("--n0", type=int, default=12, help="coarsest resolution: cell size h = L/n0 (default 12)")
+    p_mesh.add_argument("--n", type=int, nargs="+", help="explicit resolutions instead of --levels/--n0")
+    p_mesh.add_argument("--force", action="store_true", help="regenerate meshes that are cached already")
+    p_mesh.add_argument("--list", action="store_true", help="list the meshes and what the cache holds")
     return parser
+
+
+def _mesh(args) -> int:
+    from .shapes import SHAPES
+
+    names = args.names or list(SHAPES)
+    bad = [n for n in names if n not in SHAPES]
+    if bad:
+        raise _UsageError(f"unknown mesh {bad[0]!r}; known meshes: {', '.join(SHAPES)}")
+    if args.n is not None:
+        ns = args.n
+    else:
+        if args.levels < 1 or args.n0 < 2:
+            raise _UsageError("--levels must be >= 1 and --n0 >= 2")
+        ns = [args.n0 * 2**k for k in range(args.levels)]
+    if any(n < 2 for n in ns):
+        raise _UsageError("every resolution n must be >= 2")
+    if _rank() != 0:
+        return 0
+    from .fem import meshfiles
+
+    if args.list:
+        print(f"geometry sources: {meshfiles.source_dir()}\ncache: {meshfiles.cache_dir()}")
+        for name, shape in SHAPES.items():
+            cached = sorted(int(p.name.rsplit("-n", 1)[1]) for p in meshfiles.cache_dir().glob(f"{name}-n*") if p.is_dir())
+            print(f"  {name:<8} {shape.dim}-D  {shape.geo:<12} {shape.description}; cached n = {cached or 'none'}")
+        return 0
+    print(f"{'mesh':<8} {'n':>4} {'h':>7} {'vertices':>9} {'cells':>9} {'volume error':>13}  path")
+    for name in names:
+        for n in ns:
+            try:
+                path = meshfiles.generate(name, n, force=args.force)
+            except meshfiles.MeshGenerationError as exc:
+                return _fail(str(exc), 1)
+            m = meshfiles.meta(name, n)
+            err = abs(m["volume"] - m["exact_volume"]) / m["exact_volume"]
+            print(f"{name:<8} {n:>4} {m['h_target']:>7.4g} {m['vertices']:>9} {m['cells']:>9} {err:>13.2e}  {path}")
+    return 0
 
 
 def _plots(traj, out) -> dict:
@@ -360,7 +409,12 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
         if args.command == "cases":
             if _rank() == 0:
-                print(_cases_table(args.json))
+                if args.markdown:
+                    from .catalogue import case_catalogue_markdown
+
+                    sys.stdout.write(case_catalogue_markdown())
+                else:
+                    print(_cases_table(args.json))
             return 0
         if args.command == "approx":
             return _approx(args)
@@ -368,6 +422,8 @@ def main(argv=None) -> int:
             return _study(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "mesh":
+            return _mesh(args)
         return _solve(args)
     except _UsageError as exc:
         return _fail(str(exc), EXIT_USAGE)

@@ -21,6 +21,24 @@ def _pyplot():
     return plt
 
 
+def draw_density_2d(ax, x, values, domain=None, **kw):
+    """Draw nodal values on 2-D vertices x (n, 2): a raster image for the vertices of a structured
+    box mesh, else Gouraud shading on their Delaunay triangulation, with the triangles that lie
+    outside Ω (the hole of an annulus, the notch of an L-shape) masked.  Returns the artist."""
+    import matplotlib.tri as mtri
+
+    xs, ys = np.unique(np.round(x[:, 0], 10)), np.unique(np.round(x[:, 1], 10))
+    if xs.size * ys.size == x.shape[0]:
+        grid = np.asarray(values).reshape(xs.size, ys.size).T
+        return ax.imshow(grid, origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]), **kw)
+    tri = mtri.Triangulation(x[:, 0], x[:, 1])
+    if domain is not None and not domain.is_box:
+        centroids = x[tri.triangles].mean(axis=1)
+        tri.set_mask(~domain.contains(centroids))
+    ax.set_aspect("equal")
+    return ax.tripcolor(tri, values, shading="gouraud", **kw)
+
+
 def plot_snapshots(problem, t, x, rho, exact, path) -> Path:
     if problem.dim > 2:
         return None  # 3-D: use solution.xdmf in ParaView
@@ -45,14 +63,9 @@ def plot_snapshots(problem, t, x, rho, exact, path) -> Path:
     else:
         k_count = len(t)
         fig, axes = plt.subplots(1, k_count, figsize=(3.2 * k_count, 3.2), squeeze=False)
-        xs, ys = np.unique(np.round(x[:, 0], 10)), np.unique(np.round(x[:, 1], 10))
         vmax = float(rho.max())
         for k, ax in enumerate(axes[0]):
-            if xs.size * ys.size == x.shape[0]:  # structured vertices: a raster image
-                grid = rho[k].reshape(xs.size, ys.size).T
-                im = ax.imshow(grid, origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]), vmin=0, vmax=vmax)
-            else:
-                im = ax.tripcolor(x[:, 0], x[:, 1], rho[k], vmin=0, vmax=vmax, shading="gouraud")
+            im = draw_density_2d(ax, x, rho[k], problem.domain, vmin=0, vmax=vmax)
             ax.set_title(f"t = {t[k]:g}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])

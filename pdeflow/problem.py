@@ -161,10 +161,13 @@ class FunctionDensity:
 
 @dataclass(frozen=True)
 class Domain:
-    """A box Ω = Π_k [lower_k, upper_k] ⊂ R^d (d = 1, 2, 3)."""
+    """Ω ⊂ R^d (d = 1, 2, 3): the box Π_k [lower_k, upper_k], or, when ``mesh`` names one of
+    :data:`pdeflow.shapes.SHAPES`, that shape (gmsh mesh from ``meshes/``; lower/upper are then its
+    bounding box).  Use :meth:`Domain.from_mesh` for the latter."""
 
     lower: tuple
     upper: tuple
+    mesh: Optional[str] = None
 
     def __post_init__(self):
         lo = tuple(float(v) for v in np.atleast_1d(self.lower))
@@ -173,8 +176,32 @@ class Domain:
             raise ValueError("domain bounds must have the same length, 1 to 3")
         if any(not (b > a) for a, b in zip(lo, hi)):
             raise ValueError("empty domain: every upper bound must exceed its lower bound")
+        if self.mesh is not None:
+            shape = self.shape  # raises on an unknown name
+            if (lo, hi) != (shape.lower, shape.upper):
+                raise ValueError(f"mesh {self.mesh!r}: bounds must be its bounding box {shape.lower}..{shape.upper}")
         object.__setattr__(self, "lower", lo)
         object.__setattr__(self, "upper", hi)
+
+    @classmethod
+    def from_mesh(cls, name: str) -> "Domain":
+        from .shapes import get_shape
+
+        shape = get_shape(name)
+        return cls(shape.lower, shape.upper, name)
+
+    @property
+    def shape(self):
+        """The :class:`pdeflow.shapes.Shape` of a mesh domain, None for a box."""
+        if self.mesh is None:
+            return None
+        from .shapes import get_shape
+
+        return get_shape(self.mesh)
+
+    @property
+    def is_box(self) -> bool:
+        return self.mesh is None
 
     @property
     def dim(self) -> int:
@@ -182,9 +209,47 @@ class Domain:
 
     @property
     def volume(self) -> float:
+        if self.mesh is not None:
+            return self.shape.volume
         return float(np.prod(np.subtract(self.upper, self.lower)))
 
+    @property
+    def diameter_box(self) -> float:
+        """Largest side of the (bounding) box: h = diameter_box / n for every mesh of Ω."""
+        return max(b - a for a, b in zip(self.lower, self.upper))
+
+    def contains(self, x: np.ndarray) -> np.ndarray:
+        """Mask of the rows of x (N, d) that lie in the closed domain."""
+        x = np.asarray(x, dtype=float)
+        if self.mesh is not None:
+            return self.shape.contains(x)
+        return np.all((x >= np.array(self.lower)) & (x <= np.array(self.upper)), axis=1)
+
+    def reflect(self, x: np.ndarray) -> np.ndarray:
+        """Mirror rows of x (N, d) that left Ω back into it: at the faces of a box (repeatedly,
+        for points that overshoot a whole width), or by the shape's own reflection."""
+        x = np.asarray(x, dtype=float)
+        if self.mesh is not None:
+            return self.shape.reflect(x)
+        lo, hi = np.array(self.lower), np.array(self.upper)
+        width = hi - lo
+        y = np.mod(x - lo, 2 * width)
+        y = np.where(y > width, 2 * width - y, y)
+        return lo + y
+
+    def quadrature(self, panels: Optional[int] = None):
+        """Points (d, n) and weights (n,) of an accurate rule on Ω (masses and normalizers)."""
+        if self.mesh is not None:
+            return self.shape.quadrature() if panels is None else self.shape.quadrature(panels)
+        if panels is None:
+            panels = {1: 256, 2: 96, 3: 12}[self.dim]  # 3-D: 1.7e6 points, sums agree with 32 panels to 2e-13
+        return box_quadrature(self, panels=panels)
+
     def describe(self) -> dict:
+        if self.mesh is not None:
+            shape = self.shape
+            return {"type": "mesh", "mesh": self.mesh, "geometry": shape.description,
+                    "parameters": shape.p, "lower": list(self.lower), "upper": list(self.upper)}
         return {"type": "box", "lower": list(self.lower), "upper": list(self.upper)}
 
 
@@ -271,10 +336,8 @@ def box_quadrature(domain: Domain, panels: int = 64, order: int = 10):
 
 
 def integrate(fn: Callable[[np.ndarray], np.ndarray], domain: Domain, panels: Optional[int] = None) -> float:
-    """∫_Ω fn by composite Gauss–Legendre quadrature."""
-    if panels is None:
-        panels = {1: 256, 2: 96, 3: 32}[domain.dim]
-    x, w = box_quadrature(domain, panels=panels)
+    """∫_Ω fn by the domain's quadrature (composite Gauss–Legendre on a box)."""
+    x, w = domain.quadrature(panels)
     return float(np.dot(w, fn(x)))
 
 

@@ -32,8 +32,8 @@ class ReferenceMismatch(ValueError):
 
 
 def metric_scales(problem) -> tuple:
-    """Gaussian MMD scales (0.1, 0.3, 1) × L/4, L the largest side of Ω (MATH §6 (a))."""
-    L = max(b - a for a, b in zip(problem.domain.lower, problem.domain.upper))
+    """Gaussian MMD scales (0.1, 0.3, 1) × L/4, L the largest side of (the bounding box of) Ω (MATH §6 (a))."""
+    L = problem.domain.diameter_box
     return tuple(round(f * L / 4, 6) for f in (0.1, 0.3, 1.0))
 
 

@@ -3,7 +3,7 @@
 * :func:`sample_initial` draws N i.i.d. points from ρ0 restricted to Ω (rejection from the
   Gaussian mixture) with equal weights summing to ∫_Ω ρ0 — the particle version of the reference
   solver's initial data.
-* :func:`reflect` maps points that left the box Ω back by mirror reflection at its faces: the
+* :func:`reflect` maps points that left Ω back by mirror reflection at its boundary: the
   particle counterpart of the no-flux boundary condition of the reference PDE (MATH §6 (d) 4).
 * :class:`ParticleTrajectory` is what every method returns: snapshot times, positions
   (n_snap × N × d) and weights (n_snap × N), with per-step diagnostics and the parameters used.
@@ -28,7 +28,7 @@ def sample_mixture(mix: GaussianMixture, n: int, rng: np.random.Generator) -> np
 
 
 def inside(domain: Domain, x: np.ndarray) -> np.ndarray:
-    return np.all((x >= np.array(domain.lower)) & (x <= np.array(domain.upper)), axis=1)
+    return domain.contains(x)
 
 
 def sample_on_domain(mix: GaussianMixture, domain: Domain, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -55,12 +55,8 @@ def sample_initial(problem: Problem, n: int, rng: np.random.Generator):
 
 
 def reflect(domain: Domain, x: np.ndarray) -> np.ndarray:
-    """Mirror points back into the box (repeatedly, for points that overshoot a whole width)."""
-    lo, hi = np.array(domain.lower), np.array(domain.upper)
-    width = hi - lo
-    y = np.mod(x - lo, 2 * width)
-    y = np.where(y > width, 2 * width - y, y)
-    return lo + y
+    """Mirror points back into Ω (box faces, or the shape's boundary: :meth:`Domain.reflect`)."""
+    return domain.reflect(x)
 
 
 @dataclass

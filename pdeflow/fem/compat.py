@@ -10,7 +10,9 @@ Differences handled:
 * the PETSc assemblers live in ``dolfinx.fem.petsc``, which ≥ 0.8 no longer imports implicitly;
 * the singledispatch signatures of ``assemble_matrix``/``assemble_vector`` (same in 0.5–0.10,
   wrapped here so that a future change is made once);
-* the XDMF writer and the built-in box meshes are the same API in all supported versions.
+* the gmsh reader: ``dolfinx.io.gmshio.model_to_mesh`` returns a tuple (mesh, cell tags, facet
+  tags) up to 0.9 and a ``MeshData`` object from 0.10;
+* the XDMF writer/reader and the built-in box meshes are the same API in all supported versions.
 """
 from __future__ import annotations
 
@@ -61,6 +63,41 @@ def box_mesh(comm, lower, upper, n):
             comm, [np.array(lower, dtype=float), np.array(upper, dtype=float)], [n, n, n], dolfinx.mesh.CellType.tetrahedron
         )
     raise ValueError(f"dimension {d} is not supported")
+
+
+def mesh_from_gmsh(model, comm, gdim: int):
+    """A dolfinx mesh from the meshed gmsh model on rank 0 of ``comm``, distributed.  (The
+    model, not a .msh file: ``read_from_msh`` of dolfinx 0.5.2 fails with a NameError.)"""
+    from dolfinx.io import gmshio
+
+    out = gmshio.model_to_mesh(model, comm, 0, gdim=gdim)
+    return out[0] if isinstance(out, tuple) else out.mesh
+
+
+def write_mesh_xdmf(comm, path: str, mesh) -> None:
+    with dolfinx.io.XDMFFile(comm, path, "w") as f:
+        f.write_mesh(mesh)
+
+
+def read_mesh_xdmf(comm, path: str):
+    """A mesh written by :func:`write_mesh_xdmf` (name "mesh"), read and partitioned in parallel."""
+    with dolfinx.io.XDMFFile(comm, path, "r") as f:
+        return f.read_mesh(name="mesh")
+
+
+def mesh_statistics(mesh) -> dict:
+    """Vertex/cell counts, volume and smallest/largest cell diameter (serial mesh)."""
+    tdim = mesh.topology.dim
+    n_cells = mesh.topology.index_map(tdim).size_local
+    x = mesh.geometry.x[:, : mesh.geometry.dim]
+    cells = mesh.geometry.dofmap
+    cells = cells.array.reshape(-1, tdim + 1) if hasattr(cells, "array") else np.asarray(cells)
+    edges = [x[cells[:, j]] - x[cells[:, i]] for i in range(tdim + 1) for j in range(i + 1, tdim + 1)]
+    diam = np.max([np.linalg.norm(e, axis=1) for e in edges], axis=0)
+    vol = np.abs(np.linalg.det(np.stack([x[cells[:, k + 1]] - x[cells[:, 0]] for k in range(tdim)], axis=1)))
+    vol /= {1: 1, 2: 2, 3: 6}[tdim]
+    return {"vertices": int(x.shape[0]), "cells": int(n_cells), "volume": float(vol.sum()),
+            "h_max": float(diam.max()), "h_min": float(diam.min())}
 
 
 def form(expr):

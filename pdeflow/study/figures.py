@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..plots import draw_density_2d
+
 
 def _plt():
     import matplotlib
@@ -50,10 +52,17 @@ def _reference_figures(group, run, data, out: Path) -> list:
                 axes[0].plot(x[:, 0], exact.density(float(t[k]), x.T), "k--", lw=0.8)
         axes[0].set_xlabel("x")
         axes[0].legend(fontsize=8)
-    else:
-        xs, ys = np.unique(np.round(x[:, 0], 10)), np.unique(np.round(x[:, 1], 10))
-        im = axes[0].imshow(rho[-1].reshape(xs.size, ys.size).T, origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]))
+    elif x.shape[1] == 2:
+        im = draw_density_2d(axes[0], x, rho[-1], problem.domain)
         fig.colorbar(im, ax=axes[0])
+    else:  # 3-D: the slice nearest to x3 = 0
+        z = np.round(x[:, 2], 10)
+        mid = z[np.argmin(np.abs(z))]
+        sel = np.abs(z - mid) < 1e-9
+        if sel.sum() >= 3:
+            im = draw_density_2d(axes[0], x[sel, :2], rho[-1][sel])
+            fig.colorbar(im, ax=axes[0])
+            axes[0].set_xlabel(f"slice x3 = {mid:g}")
     axes[0].set_title(f"{group}: finest run n = {run['params']['n']}, tau = {run['params']['tau']:g}"
                       + (" (dashed: exact)" if exact is not None and x.shape[1] == 1 else ""), fontsize=9)
     if "step_t" in data.files:
@@ -90,8 +99,10 @@ def _particle_figure(group, run, data, ref, out: Path) -> list:
         ax.plot(rx[:, 0], rrho, "k-", lw=1.2, label="FE reference")
         ax.set_xlabel("x")
     else:
-        xs, ys = np.unique(np.round(rx[:, 0], 10)), np.unique(np.round(rx[:, 1], 10))
-        ax.imshow(rrho.reshape(xs.size, ys.size).T, origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]), cmap="Greys")
+        from ..cases import get_case
+
+        if x.shape[1] == 2:
+            draw_density_2d(ax, rx, rrho, get_case(run["case"]).domain, cmap="Greys")
         ax.scatter(x[:, 0], x[:, 1], s=4 + 400 * w / w.max() / np.sqrt(len(w)), c="tab:orange", alpha=0.6)
     ax.set_title(f"{group}: {run['method']}, N = {run['params']['n_particles']}, seed {run.get('seed')}, "
                  f"t = {data['t'][-1]:g}", fontsize=9)

@@ -640,7 +640,7 @@ def _reference_runs(path, g, label, case, problem, overrides, T, defaults):
             _fail(_join(path, "reference"), "missing; target 'reference' needs the fine resolution {n, tau} "
                                             "(here or in [study])")
 
-    L = max(hi - lo for lo, hi in zip(problem.domain.lower, problem.domain.upper))
+    L = problem.domain.diameter_box
     d = problem.dim
     runs, all_taus = [], []
     for n in n_vals:

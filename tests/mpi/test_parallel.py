@@ -26,6 +26,11 @@ def _both(solve, problem, **kw):
         ("fr-kl-bimodal-2d", 40, 0.05, 0.5),  # diagonal Newton
         ("wfr-kl-mixture-1d", 300, 0.01, 0.5),  # direct solver (MUMPS in parallel, LU serially)
         ("hk-kl-gauss-1d", 200, 0.02, 0.5),  # unbalanced
+        ("wfr-kl-mixture-disk", 24, 0.05, 0.5),  # gmsh mesh, curved boundary (#5)
+        ("wfr-kl-mixture-lshape", 24, 0.01, 0.5),  # gmsh mesh, re-entrant corner
+        # 3-D tetrahedra, CG + GAMG.  The energy sums 729 nodes of volume ~0.7 each, so nodal values
+        # that agree to 1e-10 (asserted) allow it to differ by ~1e-9 relative (measured: 5.7e-10).
+        ("wfr-kl-gauss-3d", 8, 0.1, 0.5),
     ],
 )
 def test_serial_and_parallel_nodal_values_agree(solve, name, n, tau, T):
@@ -37,7 +42,7 @@ def test_serial_and_parallel_nodal_values_agree(solve, name, n, tau, T):
         assert par.rho.shape == ser.rho.shape
         assert np.max(np.abs(par.rho - ser.rho)) <= 1e-10
         for a, b in zip(par.steps, ser.steps):
-            assert a["energy"] == pytest.approx(b["energy"], rel=1e-10, abs=1e-13)
+            assert a["energy"] == pytest.approx(b["energy"], rel=1e-9 if problem.dim == 3 else 1e-10, abs=1e-13)
         if par.errors is not None:
             for a, b in zip(par.errors, ser.errors):
                 assert a["L1"] == pytest.approx(b["L1"], rel=1e-8, abs=1e-13)

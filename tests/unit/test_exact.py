@@ -272,7 +272,8 @@ def test_mms_no_flux_and_data():
 def test_factory_covers_cases(name):
     p = get_case(name)
     ex = exact_solution(p)
-    if name == "wfr-kl-mixture-1d":
+    if p.exact_kind is None:  # the self-convergence cases (mixture targets with transport)
+        assert name in ("wfr-kl-mixture-1d", "wfr-kl-mixture-disk", "wfr-kl-mixture-lshape")
         assert ex is None
         return
     assert ex is not None
@@ -280,9 +281,10 @@ def test_factory_covers_cases(name):
     x = np.zeros((p.dim, 1)) + 0.3
     assert np.isfinite(ex.log_density(p.T, x)).all()
     if isinstance(ex, GaussianFlow):
-        # Gaussian references carry their mass on R^d; Ω cuts tails beyond 5 standard deviations.
+        # Gaussian references carry their mass on R^d; Ω cuts tails beyond 5 standard deviations
+        # (4.4 in the 3-D case on [-4,4]^3: 6e-6 of the mass, far below its discretization error).
         assert ex.mass(0.0) == p.initial.mass
-        assert ex.mass(0.0) == pytest.approx(integrate(p.initial, p.domain), rel=1e-6)
+        assert ex.mass(0.0) == pytest.approx(integrate(p.initial, p.domain), rel=1e-5 if p.dim == 3 else 1e-6)
     else:
         assert ex.mass(0.0) == pytest.approx(integrate(p.initial, p.domain), rel=1e-12)
 

@@ -3,7 +3,9 @@
     run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajectory
 
 and states in its docstring the continuum PDE it approximates.  Modules are imported lazily so
-that one broken optional dependency does not hide the others.
+that one broken optional dependency does not hide the others.  A new method: copy ``template.py``,
+add its name here, and run ``pytest tests/unit/test_method_contract.py -k NAME``
+(docs/new-method.md).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ METHODS = {
     "birth-death": "birth_death",
     "mmd-flow": "mmd_flow",
     "smc-wfr": "smc_wfr",
+    "template-fr": "template",  # the template for new methods (docs/new-method.md): exact FR reweighting
 }
 
 

@@ -152,6 +152,11 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
             f"{method}: SMC-WFR needs alpha > 0 (the move's transition density is the density estimate); "
             f"case {problem.name!r} has alpha = 0"
         )
+    if not problem.domain.is_box:
+        raise ValueError(
+            f"{method}: the reflected-Gaussian transition density is implemented for boxes only; "
+            f"case {problem.name!r} is on the mesh domain {problem.domain.mesh!r}"
+        )
     move = params.extra.get("move", "ula")
     if move not in MOVES:
         raise ValueError(f"{method}: unknown move {move!r}; choose from {', '.join(MOVES)}")
