@@ -154,7 +154,7 @@ CASE_NOTES = {
         "mode by transport passes the re-entrant corner at 0.",
         "No oracle: second-moment self-convergence at order 2 (measured 2.17) in "
         "`tests/convergence/test_mesh_domains.py`.",
-        "With τ = 0.05 at n = 24 and CG+GAMG, the energy-identity residual reaches 7e-5 (relative): ρ "
+        "With τ = 0.05 at n = 24 and CG+GAMG, the energy-identity residual reaches 2.5e-7 (relative): ρ "
         "enters the lower-right arm where it is ~1e-20 and the capped iterative Newton update leaves "
         "those nodes unconverged (docs/reference-solver.md). With τ ≤ 0.01, or `--set solver=direct`, it "
         "stays at round-off.",

@@ -24,24 +24,30 @@ def choose(solver: str, dim: int) -> str:
 
 class LinearSolver:
     def __init__(self, comm, kind: str, rtol: float = 1e-10):
-        self.kind = kind
-        self.ksp = PETSc.KSP().create(comm)
-        pc = self.ksp.getPC()
-        if kind == "direct":
-            self.ksp.setType("preonly")
-            pc.setType("lu")
-            if comm.size > 1 and PETSc.Sys.hasExternalPackage("mumps"):
-                pc.setFactorSolverType("mumps")
-            elif comm.size > 1:
-                pc.setFactorSolverType("superlu_dist")
-        elif kind == "cg-gamg":
-            self.ksp.setType("cg")
-            pc.setType("gamg")
-            self.ksp.setTolerances(rtol=rtol, atol=1e-300, max_it=1000)
-            self.ksp.setNormType(PETSc.KSP.NormType.UNPRECONDITIONED)
-        else:
+        if kind not in ("direct", "cg-gamg"):
             raise ValueError(f"unknown linear solver {kind!r}")
+        self.kind = kind
+        self.comm = comm
+        self.ksp = self._make_ksp(rtol)
         self.iterations = 0
+        self.rebuilds = 0  # fresh preconditioners after a failed CG solve
+
+    def _make_ksp(self, rtol: float):
+        ksp = PETSc.KSP().create(self.comm)
+        pc = ksp.getPC()
+        if self.kind == "direct":
+            ksp.setType("preonly")
+            pc.setType("lu")
+            if self.comm.size > 1 and PETSc.Sys.hasExternalPackage("mumps"):
+                pc.setFactorSolverType("mumps")
+            elif self.comm.size > 1:
+                pc.setFactorSolverType("superlu_dist")
+        else:
+            ksp.setType("cg")
+            pc.setType("gamg")
+            ksp.setTolerances(rtol=rtol, atol=1e-300, max_it=1000)
+            ksp.setNormType(PETSc.KSP.NormType.UNPRECONDITIONED)
+        return ksp
 
     def set_operator(self, J, reuse_preconditioner: bool = False) -> None:
         """New matrix values; an AMG preconditioner may be kept, a factorization never is
@@ -56,6 +62,19 @@ class LinearSolver:
     def solve(self, b, x) -> None:
         self.ksp.solve(b, x)
         reason = self.ksp.getConvergedReason()
+        if reason < 0 and self.kind == "cg-gamg":
+            # A kept AMG hierarchy, or a Chebyshev smoother built on a (random) eigenvalue estimate
+            # that came out low, can make the preconditioner indefinite for the new matrix (reason
+            # -8, seen with PETSc 3.22 on gmsh meshes).  Rebuild it once before giving up the step.
+            self.iterations += self.ksp.getIterationNumber()
+            J, rtol = self.ksp.getOperators()[0], self.ksp.getTolerances()[0]
+            self.ksp.destroy()
+            self.ksp = self._make_ksp(rtol)
+            self.ksp.setOperators(J)
+            x.set(0.0)
+            self.ksp.solve(b, x)
+            reason = self.ksp.getConvergedReason()
+            self.rebuilds += 1
         if reason < 0:
             raise FloatingPointError(f"linear solver diverged (KSP reason {reason})")
         self.iterations += max(1, self.ksp.getIterationNumber())

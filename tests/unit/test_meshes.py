@@ -30,7 +30,8 @@ EXACT_SECOND_MOMENT = {  # ∫_Ω |x|² dx
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_shape_quadrature_is_exact_for_volume_and_second_moment(name):
     d = Domain.from_mesh(name)
-    assert integrate(lambda x: np.ones(x.shape[1]), d) == pytest.approx(d.volume, rel=1e-13)
+    # 1e-12: the sums of 1e5–1e6 terms differ in the last digits between numpy 1.26 and 2.2
+    assert integrate(lambda x: np.ones(x.shape[1]), d) == pytest.approx(d.volume, rel=1e-12)
     assert integrate(lambda x: (x**2).sum(axis=0), d) == pytest.approx(EXACT_SECOND_MOMENT[name], rel=1e-12)
 
 
@@ -152,7 +153,7 @@ def test_mesh_command(cache, capsys):
     ("wfr-kl-mixture-disk", 24, 0.05, "auto"),
     ("wfr-kl-mixture-lshape", 24, 0.01, "auto"),
     # τ = 0.05 moves mass into the lower-right arm where ρ ~ 1e-20; CG+GAMG leaves those nodes
-    # unconverged there (capped updates; identity residual 7e-5, docs/reference-solver.md), exact
+    # unconverged there (capped updates; identity residual 2.5e-7, docs/reference-solver.md), exact
     # Newton with LU does not
     ("wfr-kl-mixture-lshape", 24, 0.05, "direct"),
 ])
