@@ -207,13 +207,14 @@ def _solve(args) -> int:
     logging.getLogger().setLevel(logging.WARNING)  # dolfinx's JIT logs compiler lines at INFO
     from .fem import SolverError, solve_reference
     from .fem.io import summary_json, write_outputs
+    from .fem.meshfiles import MeshGenerationError
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
     out = args.out or f"results/{problem.name}"
     try:
         traj = solve_reference(problem, n=n, tau=tau, comm=comm, progress=not args.quiet, **solver_opts)
-    except SolverError as exc:
+    except (SolverError, MeshGenerationError) as exc:
         return _fail(str(exc), EXIT_FAILED)
     paths = write_outputs(traj, out, xdmf=not args.no_xdmf)
     if comm.rank == 0:
@@ -289,10 +290,11 @@ def _approx(args) -> int:
         n = solver_opts.pop("n", 400 if problem.dim == 1 else 48)
         tau = solver_opts.pop("tau", 0.005 if problem.dim == 1 else 0.01)
         from .fem import SolverError
+        from .fem.meshfiles import MeshGenerationError
 
         try:
             reference = verify.solve_reference_for(problem, n, tau, comm)
-        except SolverError as exc:
+        except (SolverError, MeshGenerationError) as exc:
             return _fail(f"reference: {exc}", EXIT_FAILED)
         from .fem.io import write_outputs
 

@@ -167,7 +167,9 @@ def ensure(name: str, n: int, comm) -> Path:
     if comm.rank == 0:
         try:
             result = ("ok", str(generate(name, n)))
-        except Exception as exc:  # re-raised below on all ranks
+        except MeshGenerationError as exc:  # re-raised below on all ranks
+            result = ("error", str(exc))
+        except Exception as exc:
             result = ("error", f"{type(exc).__name__}: {exc}")
     status, value = comm.bcast(result, root=0)
     if status != "ok":

@@ -118,8 +118,19 @@ def test_missing_gmsh_gives_a_clear_error_and_leaves_nothing(cache, monkeypatch)
     with pytest.raises(meshfiles.MeshGenerationError, match="pip install gmsh"):
         meshfiles.generate("annulus", 10)
     assert not any(cache.iterdir())
-    with pytest.raises(meshfiles.MeshGenerationError, match="pip install gmsh"):
+    with pytest.raises(meshfiles.MeshGenerationError, match="^mesh 'annulus' .*pip install gmsh"):
         meshfiles.ensure("annulus", 10, MPI.COMM_SELF)
+
+
+def test_cli_reports_a_missing_gmsh_in_one_line(cache, monkeypatch, capsys, tmp_path):
+    from pdeflow.cli import main
+
+    monkeypatch.setitem(sys.modules, "gmsh", None)
+    out = tmp_path / "out"
+    assert main(["solve", "wfr-kl-mixture-disk", "--set", "n=10", "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install gmsh" in err and "Traceback" not in err
+    assert not out.exists()
 
 
 def test_bad_geometry_source_is_reported(cache, tmp_path, monkeypatch):
