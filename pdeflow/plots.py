@@ -36,7 +36,11 @@ def draw_density_2d(ax, x, values, domain=None, **kw):
         centroids = x[tri.triangles].mean(axis=1)
         tri.set_mask(~domain.contains(centroids))
     ax.set_aspect("equal")
-    return ax.tripcolor(tri, values, shading="gouraud", **kw)
+    artist = ax.tripcolor(tri, values, shading="gouraud", **kw)
+    if domain is not None and not domain.is_box:
+        for curve in domain.shape.outline():
+            ax.plot(curve[:, 0], curve[:, 1], color="0.3", lw=0.8)
+    return artist
 
 
 def plot_snapshots(problem, t, x, rho, exact, path) -> Path:

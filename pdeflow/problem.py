@@ -237,6 +237,14 @@ class Domain:
         y = np.where(y > width, 2 * width - y, y)
         return lo + y
 
+    def distance_to_boundary(self, x: np.ndarray) -> np.ndarray:
+        """Distance of the rows of x (N, d), points of Ω, to ∂Ω (the faces of a box, or the shape's
+        boundary)."""
+        x = np.asarray(x, dtype=float)
+        if self.mesh is not None:
+            return self.shape.distance_to_boundary(x)
+        return np.abs(np.minimum(x - np.array(self.lower), np.array(self.upper) - x).min(axis=1))
+
     def quadrature(self, panels: Optional[int] = None):
         """Points (d, n) and weights (n,) of an accurate rule on Ω (masses and normalizers)."""
         if self.mesh is not None:

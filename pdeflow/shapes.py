@@ -144,6 +144,37 @@ class Shape:
             return np.concatenate(pts, axis=1), np.concatenate(wts)
         raise AssertionError(self.name)
 
+    def distance_to_boundary(self, x: np.ndarray) -> np.ndarray:
+        """Euclidean distance of the rows of x (N, d), points of Ω, to ∂Ω."""
+        p = self.p
+        r = np.linalg.norm(x, axis=1)
+        if self.name in ("disk", "ball"):
+            return np.abs(p["R"] - r)
+        if self.name == "annulus":
+            return np.minimum(np.abs(p["R"] - r), np.abs(r - p["r"]))
+        if self.name == "lshape":
+            a = p["a"]
+            outer = np.min(a - np.abs(x), axis=1)
+            # the two edges of the notch: {0} × [0, a] and [0, a] × {0}
+            d1 = np.hypot(x[:, 0], np.maximum(-x[:, 1], 0.0))
+            d2 = np.hypot(x[:, 1], np.maximum(-x[:, 0], 0.0))
+            return np.abs(np.minimum(outer, np.minimum(d1, d2)))
+        raise AssertionError(self.name)
+
+    def outline(self) -> list:
+        """Boundary curves of a 2-D shape as polylines [(M, 2) arrays] for plots."""
+        p = self.p
+        th = np.linspace(0.0, 2 * math.pi, 241)
+        circle = np.stack([np.cos(th), np.sin(th)], axis=1)
+        if self.name == "disk":
+            return [p["R"] * circle]
+        if self.name == "annulus":
+            return [p["R"] * circle, p["r"] * circle]
+        if self.name == "lshape":
+            a = p["a"]
+            return [np.array([[-a, -a], [a, -a], [a, 0], [0, 0], [0, a], [-a, a], [-a, -a]])]
+        return []
+
     def on_boundary(self, x: np.ndarray, tol: float) -> np.ndarray:
         """Rows of x (N, d) within ``tol`` of ∂Ω (used to check generated meshes)."""
         p = self.p

@@ -67,11 +67,20 @@ def solve_reference_for(problem, n: int, tau: float, comm=None) -> dict:
             "trajectory": traj}
 
 
-def _distances(x, w, mesh_x, mesh_rho, mesh_m, scales) -> dict:
+def boundary_layer_width(domain) -> float:
+    """Width of the boundary layer of :func:`pdeflow.compare.boundary_layer_mass`: L/12, L the
+    largest side of (the bounding box of) Ω — 0.5 on the [-3, 3]^d domains, 4 cells at n = 48."""
+    return round(domain.diameter_box / 12, 6)
+
+
+def _distances(x, w, mesh_x, mesh_rho, mesh_m, scales, domain=None) -> dict:
     out = compare.compare_to_mesh(x, w, mesh_x, mesh_rho, mesh_m, scales=scales)
     out["mmd_gaussian"] = {str(k): v for k, v in out["mmd_gaussian"].items()}
     if mesh_x.shape[1] <= 2:
         out["w2_normalized"] = compare.w2_to_mesh(x, w, mesh_x, mesh_rho, mesh_m, normalize=True)
+    if domain is not None:
+        out["boundary_layer"] = compare.boundary_layer_mass(
+            x, w, mesh_x, mesh_rho, mesh_m, domain.distance_to_boundary, boundary_layer_width(domain))
     return out
 
 
@@ -89,10 +98,11 @@ def evaluate(problem, method: str, params: MethodParams, reference: dict, mesh_s
     exact = exact_solution(problem)
     snapshots = []
     for k, t in enumerate(traj.times):
-        entry = {"t": float(t), "reference": _distances(traj.x[k], traj.w[k], ref_x, reference["rho"][k], ref_m, scales)}
+        entry = {"t": float(t), "reference": _distances(traj.x[k], traj.w[k], ref_x, reference["rho"][k], ref_m, scales,
+                                                         problem.domain)}
         if exact is not None:
             rho_ex = exact.density(float(t), ref_x.T)
-            entry["exact"] = _distances(traj.x[k], traj.w[k], ref_x, rho_ex, ref_m, scales)
+            entry["exact"] = _distances(traj.x[k], traj.w[k], ref_x, rho_ex, ref_m, scales, problem.domain)
         snapshots.append(entry)
     rng = np.random.default_rng(params.seed + 10_000)
     floor = compare.mc_floor(Kernel("gaussian", scales[1]), ref_x, reference["rho"][-1], ref_m, traj.n_particles,

@@ -137,3 +137,55 @@ def snapshot_figures(store, out: Path) -> list:
         except (KeyError, ValueError):
             continue  # a run file of an older format: no figure rather than no report
     return figs
+
+
+def boundary_layer_summary(store) -> list:
+    """Per approx group and level of its swept parameter: the signed relative error of the mass in
+    the boundary layer (:func:`pdeflow.compare.boundary_layer_mass`) at every snapshot, mean and
+    standard deviation over seeds.  [{"group", "case", "method", "param", "level", "t", "mean",
+    "std", "seeds"}], rows ordered by group and level."""
+    out = []
+    for group in store.groups():
+        rows = [r for r in store.rows(group=group, status="done")
+                if r["kind"] == "approx" and "boundary_layer_signed" in (r.get("metrics") or {})]
+        if not rows:
+            continue
+        swept = sorted({k for r in rows for k in (r.get("sweep") or {})})
+        param = swept[0] if swept else None
+        levels: dict = {}
+        for r in rows:
+            level = (r.get("sweep") or {}).get(param) if param else None
+            levels.setdefault(level, []).append(r)
+        for level in sorted(levels, key=lambda v: (v is None, v)):
+            runs = levels[level]
+            vals = np.array([r["metrics"]["boundary_layer_signed"] for r in runs], dtype=float)
+            out.append({"group": group, "case": runs[0]["case"], "method": runs[0]["method"], "param": param,
+                        "level": level, "t": list(runs[0]["metrics"]["t"]), "mean": list(vals.mean(axis=0)),
+                        "std": list(vals.std(axis=0)), "seeds": len(runs)})
+    return out
+
+
+def boundary_layer_figures(summary: list, out: Path) -> list:
+    """One figure per group: signed boundary-layer mass error against t, a line per level."""
+    plt = _plt()
+    figs = []
+    for group in dict.fromkeys(s["group"] for s in summary):
+        entries = [s for s in summary if s["group"] == group]
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        colors = plt.cm.viridis(np.linspace(0, 0.9, len(entries)))
+        for s, c in zip(entries, colors):
+            label = f"{s['param']} = {s['level']:g}" if s["param"] else "runs"
+            ax.errorbar(s["t"], s["mean"], yerr=s["std"], color=c, marker="o", ms=3, capsize=2, label=label)
+        ax.axhline(0.0, color="k", lw=0.8)
+        ax.set_xlabel("t")
+        ax.set_ylabel("(particles − reference) / reference")
+        ax.set_title(f"{group}: mass within the boundary layer ({entries[0]['method']}, mean ± sd over seeds)",
+                     fontsize=9)
+        ax.legend(fontsize=8)
+        path = out / f"boundary_{group}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        figs.append((f"{group}: relative error of the mass within the boundary layer "
+                     "(< 0: the particles under-populate it)", path))
+    return figs

@@ -46,9 +46,9 @@ from .store import META_NAME, META_SPEC, Store, resolve_path
 PARAM_PRIORITY = ("h", "tau", "n_particles", "lam", "sigma", "dt")
 METRIC_ORDER = (
     "L1", "L2", "hellinger", "mass_rel", "richardson_L1",
-    "mmd", "mmd_small", "mmd_large", "energy_distance", "w2", "mass_error",
+    "mmd", "mmd_small", "mmd_large", "energy_distance", "w2", "mass_error", "boundary_layer",
 )
-NOT_METRICS = {"t", "mc_floor"}
+NOT_METRICS = {"t", "mc_floor", "boundary_layer_signed"}
 ROUNDOFF = 1e-12  # a metric whose level values all stay below this is at round-off: no order
 
 
@@ -439,6 +439,27 @@ def make_report(store_dir, out_dir=None) -> Path:
                          f"<figcaption>{html.escape(cap)}</figcaption></figure>")
         if not snaps:
             parts.append("<p>None (no run files in runs/).</p>")
+        from .figures import boundary_layer_figures, boundary_layer_summary
+
+        layer = boundary_layer_summary(store)
+        if layer:
+            parts.append("<h2>Boundary layer</h2>")
+            parts.append('<p class="note">Signed relative error of the particle mass within distance L/12 of ∂Ω '
+                         "(tent-weighted; <code>pdeflow.compare.boundary_layer_mass</code>) against the FE "
+                         "reference, mean ± sd over seeds; also in boundary_layer.md. Monte Carlo error shrinks "
+                         "with N and changes sign between seeds; a boundary bias of the method does not.</p>")
+            cells = [[s["group"], s["method"] or "", f"{s['param']} = {s['level']:g}" if s["param"] else "",
+                      str(s["seeds"])] + [f"{m:+.3f} ± {d:.3f}" for m, d in zip(s["mean"], s["std"])] for s in layer]
+            ts = layer[0]["t"]
+            header = ["group", "method", "level", "seeds"] + [f"t = {t:g}" for t in ts]
+            same_t = all(s["t"] == ts for s in layer)
+            if same_t:
+                (out / "boundary_layer.md").write_text(_md_table(header, cells))
+                parts.append(_html_table(header, cells))
+            for cap, path in boundary_layer_figures(layer, out):
+                data = base64.b64encode(path.read_bytes()).decode("ascii")
+                parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(cap)}">'
+                             f"<figcaption>{html.escape(cap)}</figcaption></figure>")
         parts.append(f"<h2>Failed runs ({len(failed)})</h2>")
         if failed:
             parts.append("<ul>")

@@ -251,3 +251,24 @@ def test_make_report(tmp_path):
     assert out == tmp_path / "elsewhere" / "report.html" and out.exists()
     with pytest.raises(FileNotFoundError):
         make_report(tmp_path / "nothing")
+
+
+def test_report_boundary_layer_section(tmp_path):
+    with Store(tmp_path) as st:
+        st.set_meta(META_NAME, "layer")
+        for n in (100, 400):
+            for seed in range(2):
+                run = _run(f"bl{n:05d}s{seed}______", group="disk_bd", kind="approx", method="birth-death",
+                           sweep={"n_particles": n}, seed=seed, params={"n_particles": n})
+                signed = [0.0, -0.5 - 0.1 * seed, -1.0 + 50 / n]
+                st.put(run, _result(metrics={"t": [0.0, 0.5, 1.0], "mmd": [0.1, 0.1, 0.1],
+                                             "boundary_layer": [abs(v) for v in signed], "boundary_layer_signed": signed}))
+    text = make_report(tmp_path).read_text(encoding="utf-8")
+    assert "<h2>Boundary layer</h2>" in text
+    md = (tmp_path / "boundary_layer.md").read_text()
+    assert "| disk_bd | birth-death | n_particles = 100 | 2 | +0.000 ± 0.000 | -0.550 ± 0.050 | -0.500 ± 0.000 |" in md
+    assert "| disk_bd | birth-death | n_particles = 400 | 2 | +0.000 ± 0.000 | -0.550 ± 0.050 | -0.875 ± 0.000 |" in md
+    png = (tmp_path / "boundary_disk_bd.png").read_bytes()
+    assert png[:8] == PNG_MAGIC and len(png) > 5000
+    table = {(r["group"], r["metric"]) for r in orders_table(tmp_path)}
+    assert ("disk_bd", "boundary_layer") in table and ("disk_bd", "boundary_layer_signed") not in table
