@@ -9,6 +9,10 @@ normalizers: ∫_Ω ρ0, ∫_Ω π) and its bounding box.  The mesh itself is ge
 
 Every shape fits the box [-3, 3]^d, so that ``n`` (cells per direction of a box case) maps to the
 mesh size h = 6/n of a gmsh mesh in the same way.
+
+A new domain: a ``meshes/<name>.geo`` with ``DefineConstant[...]`` parameters, physical groups for
+the cells, and a subclass of :class:`Shape` here implementing its geometry, registered in
+:data:`SHAPES` (meshes/README.md).
 """
 from __future__ import annotations
 
@@ -47,7 +51,8 @@ def _radial_reflect(x: np.ndarray, r_in: float, r_out: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Shape:
-    """A bounded domain Ω ⊂ R^d given by a gmsh geometry ``meshes/<geo>`` and its parameters."""
+    """A bounded domain Ω ⊂ R^d given by a gmsh geometry ``meshes/<geo>`` and its parameters.
+    Subclasses implement the geometry; the methods take and return points as rows (N, d)."""
 
     name: str
     dim: int
@@ -63,143 +68,166 @@ class Shape:
 
     @property
     def volume(self) -> float:
-        p = self.p
-        if self.name == "disk":
-            return math.pi * p["R"] ** 2
-        if self.name == "annulus":
-            return math.pi * (p["R"] ** 2 - p["r"] ** 2)
-        if self.name == "lshape":
-            return 3 * p["a"] ** 2
-        if self.name == "ball":
-            return 4 / 3 * math.pi * p["R"] ** 3
-        raise AssertionError(self.name)
+        raise NotImplementedError
 
     def contains(self, x: np.ndarray, tol: float = 1e-12) -> np.ndarray:
-        """Boolean mask of the rows of x (N, d) in the closed domain."""
-        p = self.p
-        if self.name in ("disk", "ball"):
-            return np.linalg.norm(x, axis=1) <= p["R"] * (1 + tol)
-        if self.name == "annulus":
-            r = np.linalg.norm(x, axis=1)
-            return (r <= p["R"] * (1 + tol)) & (r >= p["r"] * (1 - tol))
-        if self.name == "lshape":
-            a = p["a"]
-            in_box = np.all(np.abs(x) <= a * (1 + tol), axis=1)
-            notch = (x[:, 0] > tol * a) & (x[:, 1] > tol * a)
-            return in_box & ~notch
-        raise AssertionError(self.name)
+        """Boolean mask of the rows of x in the closed domain."""
+        raise NotImplementedError
 
     def reflect(self, x: np.ndarray) -> np.ndarray:
-        """Mirror points (N, d) that left Ω back into it (identity inside Ω).
-
-        Balls and annuli: reflection of the radius.  L-shape: reflection at the outer box, then a
-        point that landed in the removed quadrant {x > 0, y > 0} is mirrored at the nearer of its
-        two walls (the wall it crossed, for steps shorter than its distance to the corner)."""
-        p = self.p
-        if self.name in ("disk", "ball"):
-            return _radial_reflect(x, 0.0, p["R"])
-        if self.name == "annulus":
-            return _radial_reflect(x, p["r"], p["R"])
-        if self.name == "lshape":
-            a = p["a"]
-            y = np.mod(x + a, 4 * a)
-            y = np.where(y > 2 * a, 4 * a - y, y) - a
-            notch = (y[:, 0] > 0) & (y[:, 1] > 0)
-            flip_x = notch & (y[:, 0] <= y[:, 1])
-            flip_y = notch & ~flip_x
-            y[flip_x, 0] *= -1
-            y[flip_y, 1] *= -1
-            return y
-        raise AssertionError(self.name)
+        """Mirror points that left Ω back into it (identity inside Ω)."""
+        raise NotImplementedError
 
     def quadrature(self, panels: int = 48):
         """Points (d, n) and weights (n,) of a rule on Ω, exact up to ~1e-12 for the smooth
-        densities of the cases: composite Gauss in the radius × trapezoid in the angle(s) for
-        disks, annuli and balls; composite Gauss on the three squares of the L-shape."""
-        p = self.p
-        if self.name in ("disk", "annulus"):
-            r, wr = _gauss_panels(p.get("r", 0.0), p["R"], panels)
-            th, wt = _periodic(8 * panels)
-            R, TH = np.meshgrid(r, th, indexing="ij")
-            W = np.outer(wr * r, wt)
-            return np.array([(R * np.cos(TH)).ravel(), (R * np.sin(TH)).ravel()]), W.ravel()
-        if self.name == "ball":
-            r, wr = _gauss_panels(0.0, p["R"], panels // 2)
-            c, wc = _gauss_panels(-1.0, 1.0, panels // 4)  # cos of the polar angle
-            ph, wp = _periodic(2 * panels)
-            Rr, C, PH = np.meshgrid(r, c, ph, indexing="ij")
-            S = np.sqrt(1 - C**2)
-            W = (wr * r**2)[:, None, None] * wc[None, :, None] * wp[None, None, :]
-            pts = np.array([(Rr * S * np.cos(PH)).ravel(), (Rr * S * np.sin(PH)).ravel(), (Rr * C).ravel()])
-            return pts, W.ravel()
-        if self.name == "lshape":
-            a = p["a"]
-            pts, wts = [], []
-            for (x0, x1), (y0, y1) in (((-a, 0), (-a, 0)), ((0, a), (-a, 0)), ((-a, 0), (0, a))):
-                gx, wx = _gauss_panels(x0, x1, panels)
-                gy, wy = _gauss_panels(y0, y1, panels)
-                X, Y = np.meshgrid(gx, gy, indexing="ij")
-                pts.append(np.array([X.ravel(), Y.ravel()]))
-                wts.append(np.outer(wx, wy).ravel())
-            return np.concatenate(pts, axis=1), np.concatenate(wts)
-        raise AssertionError(self.name)
+        densities of the cases."""
+        raise NotImplementedError
 
     def distance_to_boundary(self, x: np.ndarray) -> np.ndarray:
-        """Euclidean distance of the rows of x (N, d), points of Ω, to ∂Ω."""
-        p = self.p
-        r = np.linalg.norm(x, axis=1)
-        if self.name in ("disk", "ball"):
-            return np.abs(p["R"] - r)
-        if self.name == "annulus":
-            return np.minimum(np.abs(p["R"] - r), np.abs(r - p["r"]))
-        if self.name == "lshape":
-            a = p["a"]
-            outer = np.min(a - np.abs(x), axis=1)
-            # the two edges of the notch: {0} × [0, a] and [0, a] × {0}
-            d1 = np.hypot(x[:, 0], np.maximum(-x[:, 1], 0.0))
-            d2 = np.hypot(x[:, 1], np.maximum(-x[:, 0], 0.0))
-            return np.abs(np.minimum(outer, np.minimum(d1, d2)))
-        raise AssertionError(self.name)
+        """Euclidean distance of the rows of x, points of Ω, to ∂Ω."""
+        raise NotImplementedError
+
+    def on_boundary(self, x: np.ndarray, tol: float) -> np.ndarray:
+        """Rows of x within ``tol`` of ∂Ω (used to check generated meshes)."""
+        return self.distance_to_boundary(x) <= tol
 
     def outline(self) -> list:
         """Boundary curves of a 2-D shape as polylines [(M, 2) arrays] for plots."""
-        p = self.p
-        th = np.linspace(0.0, 2 * math.pi, 241)
-        circle = np.stack([np.cos(th), np.sin(th)], axis=1)
-        if self.name == "disk":
-            return [p["R"] * circle]
-        if self.name == "annulus":
-            return [p["R"] * circle, p["r"] * circle]
-        if self.name == "lshape":
-            a = p["a"]
-            return [np.array([[-a, -a], [a, -a], [a, 0], [0, 0], [0, a], [-a, a], [-a, -a]])]
         return []
 
-    def on_boundary(self, x: np.ndarray, tol: float) -> np.ndarray:
-        """Rows of x (N, d) within ``tol`` of ∂Ω (used to check generated meshes)."""
-        p = self.p
-        if self.name in ("disk", "ball"):
-            return np.abs(np.linalg.norm(x, axis=1) - p["R"]) <= tol
-        if self.name == "annulus":
-            r = np.linalg.norm(x, axis=1)
-            return (np.abs(r - p["R"]) <= tol) | (np.abs(r - p["r"]) <= tol)
-        if self.name == "lshape":
-            a = p["a"]
-            outer = np.any(np.abs(np.abs(x) - a) <= tol, axis=1)
-            notch = ((np.abs(x[:, 0]) <= tol) & (x[:, 1] >= -tol)) | ((np.abs(x[:, 1]) <= tol) & (x[:, 0] >= -tol))
-            return outer | notch
-        raise AssertionError(self.name)
+
+def _circle(radius: float) -> np.ndarray:
+    th = np.linspace(0.0, 2 * math.pi, 241)
+    return radius * np.stack([np.cos(th), np.sin(th)], axis=1)
+
+
+class Annulus(Shape):
+    """r ≤ |x| ≤ R in 2-D (r = 0: the disk).  Quadrature: composite Gauss in the radius ×
+    trapezoid in the angle; reflection: of the radius at both circles."""
+
+    @property
+    def radii(self) -> Tuple[float, float]:
+        return self.p.get("r", 0.0), self.p["R"]
+
+    @property
+    def volume(self) -> float:
+        r, R = self.radii
+        return math.pi * (R**2 - r**2)
+
+    def contains(self, x, tol=1e-12):
+        r_in, R = self.radii
+        r = np.linalg.norm(x, axis=1)
+        return (r <= R * (1 + tol)) & (r >= r_in * (1 - tol))
+
+    def reflect(self, x):
+        return _radial_reflect(x, *self.radii)
+
+    def quadrature(self, panels: int = 48):
+        r_in, R = self.radii
+        r, wr = _gauss_panels(r_in, R, panels)
+        th, wt = _periodic(8 * panels)
+        Rg, TH = np.meshgrid(r, th, indexing="ij")
+        W = np.outer(wr * r, wt)
+        return np.array([(Rg * np.cos(TH)).ravel(), (Rg * np.sin(TH)).ravel()]), W.ravel()
+
+    def distance_to_boundary(self, x):
+        r_in, R = self.radii
+        r = np.linalg.norm(x, axis=1)
+        d = np.abs(R - r)
+        return np.minimum(d, np.abs(r - r_in)) if r_in > 0 else d
+
+    def outline(self) -> list:
+        r_in, R = self.radii
+        return [_circle(R)] + ([_circle(r_in)] if r_in > 0 else [])
+
+
+class Ball(Shape):
+    """|x| ≤ R in 3-D.  Quadrature: composite Gauss in the radius and in cos θ × trapezoid in φ."""
+
+    @property
+    def volume(self) -> float:
+        return 4 / 3 * math.pi * self.p["R"] ** 3
+
+    def contains(self, x, tol=1e-12):
+        return np.linalg.norm(x, axis=1) <= self.p["R"] * (1 + tol)
+
+    def reflect(self, x):
+        return _radial_reflect(x, 0.0, self.p["R"])
+
+    def quadrature(self, panels: int = 48):
+        r, wr = _gauss_panels(0.0, self.p["R"], panels // 2)
+        c, wc = _gauss_panels(-1.0, 1.0, panels // 4)  # cos of the polar angle
+        ph, wp = _periodic(2 * panels)
+        Rr, C, PH = np.meshgrid(r, c, ph, indexing="ij")
+        S = np.sqrt(1 - C**2)
+        W = (wr * r**2)[:, None, None] * wc[None, :, None] * wp[None, None, :]
+        pts = np.array([(Rr * S * np.cos(PH)).ravel(), (Rr * S * np.sin(PH)).ravel(), (Rr * C).ravel()])
+        return pts, W.ravel()
+
+    def distance_to_boundary(self, x):
+        return np.abs(self.p["R"] - np.linalg.norm(x, axis=1))
+
+
+class LShape(Shape):
+    """[-a, a]² minus (0, a]²: re-entrant corner at 0.  Quadrature: composite Gauss on its three
+    squares.  Reflection: at the outer box, then a point in the removed quadrant is mirrored at
+    the nearer of its two walls (the wall it crossed, for steps shorter than its distance to the
+    corner)."""
+
+    @property
+    def volume(self) -> float:
+        return 3 * self.p["a"] ** 2
+
+    def contains(self, x, tol=1e-12):
+        a = self.p["a"]
+        in_box = np.all(np.abs(x) <= a * (1 + tol), axis=1)
+        notch = (x[:, 0] > tol * a) & (x[:, 1] > tol * a)
+        return in_box & ~notch
+
+    def reflect(self, x):
+        a = self.p["a"]
+        y = np.mod(x + a, 4 * a)
+        y = np.where(y > 2 * a, 4 * a - y, y) - a
+        notch = (y[:, 0] > 0) & (y[:, 1] > 0)
+        flip_x = notch & (y[:, 0] <= y[:, 1])
+        flip_y = notch & ~flip_x
+        y[flip_x, 0] *= -1
+        y[flip_y, 1] *= -1
+        return y
+
+    def quadrature(self, panels: int = 48):
+        a = self.p["a"]
+        pts, wts = [], []
+        for (x0, x1), (y0, y1) in (((-a, 0), (-a, 0)), ((0, a), (-a, 0)), ((-a, 0), (0, a))):
+            gx, wx = _gauss_panels(x0, x1, panels)
+            gy, wy = _gauss_panels(y0, y1, panels)
+            X, Y = np.meshgrid(gx, gy, indexing="ij")
+            pts.append(np.array([X.ravel(), Y.ravel()]))
+            wts.append(np.outer(wx, wy).ravel())
+        return np.concatenate(pts, axis=1), np.concatenate(wts)
+
+    def distance_to_boundary(self, x):
+        a = self.p["a"]
+        outer = np.min(a - np.abs(x), axis=1)
+        # the two edges of the notch: {0} × [0, a] and [0, a] × {0}
+        d1 = np.hypot(x[:, 0], np.maximum(-x[:, 1], 0.0))
+        d2 = np.hypot(x[:, 1], np.maximum(-x[:, 0], 0.0))
+        return np.abs(np.minimum(outer, np.minimum(d1, d2)))
+
+    def outline(self) -> list:
+        a = self.p["a"]
+        return [np.array([[-a, -a], [a, -a], [a, 0], [0, 0], [0, a], [-a, a], [-a, -a]])]
 
 
 SHAPES: Dict[str, Shape] = {
-    "disk": Shape("disk", 2, "disk.geo", (("R", 3.0),), (-3.0, -3.0), (3.0, 3.0),
-                  "disk of radius 3 centred at 0 (curved boundary)"),
-    "annulus": Shape("annulus", 2, "annulus.geo", (("r", 1.0), ("R", 3.0)), (-3.0, -3.0), (3.0, 3.0),
-                     "annulus 1 <= |x| <= 3 (curved, not simply connected)"),
-    "lshape": Shape("lshape", 2, "lshape.geo", (("a", 3.0),), (-3.0, -3.0), (3.0, 3.0),
-                    "L-shape [-3,3]^2 minus (0,3]^2 (re-entrant corner at 0)"),
-    "ball": Shape("ball", 3, "ball.geo", (("R", 3.0),), (-3.0, -3.0, -3.0), (3.0, 3.0, 3.0),
-                  "ball of radius 3 centred at 0 (3-D, curved boundary)"),
+    "disk": Annulus("disk", 2, "disk.geo", (("R", 3.0),), (-3.0, -3.0), (3.0, 3.0),
+                    "disk of radius 3 centred at 0 (curved boundary)"),
+    "annulus": Annulus("annulus", 2, "annulus.geo", (("r", 1.0), ("R", 3.0)), (-3.0, -3.0), (3.0, 3.0),
+                       "annulus 1 <= |x| <= 3 (curved, not simply connected)"),
+    "lshape": LShape("lshape", 2, "lshape.geo", (("a", 3.0),), (-3.0, -3.0), (3.0, 3.0),
+                     "L-shape [-3,3]^2 minus (0,3]^2 (re-entrant corner at 0)"),
+    "ball": Ball("ball", 3, "ball.geo", (("R", 3.0),), (-3.0, -3.0, -3.0), (3.0, 3.0, 3.0),
+                 "ball of radius 3 centred at 0 (3-D, curved boundary)"),
 }
 
 
