@@ -328,7 +328,8 @@ def _approx(args) -> int:
             print(f"  to the reference: MMD {mmd}; mass error {ref['mass_error']:.2e}")
             bl = ref["boundary_layer"]
             print(f"  boundary layer (width {bl['width']:g}): particle mass {bl['particles']:.4e}, reference "
-                  f"{bl['reference']:.4e}, relative error {bl['relative_error']:+.2e}")
+                  f"{bl['reference']:.4e} ({bl['reference_fraction'] * params.n_particles:.1f} particles' worth), "
+                  f"relative error {bl['relative_error']:+.2e}")
             if "exact" in last:
                 print(f"  to the exact solution: MMD " + ", ".join(f"l={k}: {v:.3e}" for k, v in last['exact']['mmd_gaussian'].items()))
             fl = summary["mc_floor_at_T"]

@@ -247,6 +247,7 @@ def test_boundary_layer_mass_against_the_exact_layer_integral():
         x, m = sp.coords, sp.lumped_mass
         same = boundary_layer_mass(x, m, x, np.ones_like(m), m, d.distance_to_boundary, delta)
         assert same["relative_error"] == 0.0
+        assert same["reference_fraction"] == pytest.approx(same["reference"] / m.sum(), rel=1e-14)
         errs.append(abs(same["reference"] - exact) / exact)
     assert errs[1] < errs[0] / 3 and errs[1] < 1e-2  # measured 2.6e-2, 6.2e-3 (ratio 4.2)
     rng = np.random.default_rng(0)
