@@ -15,7 +15,8 @@ Shared data shapes (the contract between spec.py, runner.py, store.py and report
 * A **result** (what the runner stores for a run): ``status`` ("done" | "failed"), ``message``
   (str, failure reason), ``metrics`` (dict: ``t`` list of snapshot times and, per metric name,
   the list of values at those times — reference runs vs the exact solution: L1, L2, hellinger,
-  mass_rel; approx runs vs the reference: mmd (at the middle metric scale), mmd_small, mmd_large,
+  mass_rel, or for Richardson groups richardson_m2 and (1-D) richardson_L1 at the final time;
+  approx runs vs the reference: mmd (at the middle metric scale), mmd_small, mmd_large,
   energy_distance, w2, mass_error, boundary_layer (|relative error| of the boundary-layer mass)
   and boundary_layer_signed (not fitted); plus ``mc_floor`` (float) for approx runs), ``stats`` (dict:
   n_steps, n_rejected, newton_mean, newton_max, ... for reference runs), ``wall`` (seconds),

@@ -23,8 +23,9 @@ The parameter of a group is the single key of ``sweep`` that varies over the gro
 several vary (tied τ = c·h² ladders vary h and τ together), the first of h, tau, n_particles, lam,
 sigma, dt (then alphabetical).  Every list-valued metric of the runs except ``t`` is fitted — for
 reference groups that is L1, L2, hellinger, mass_rel; for approx groups mmd, ..., w2, mass_error;
-for Richardson reference groups (no exact solution) only ``richardson_L1`` (the L1 difference to
-the next finer level, added by the runner) if present, otherwise nothing.  Orders are signed
+for Richardson reference groups (no exact solution) ``richardson_m2`` (the difference of the
+second moments to the next finer level, any dimension) and in 1-D ``richardson_L1`` (the L1
+difference), added by the runner.  Orders are signed
 slopes of log(error) against log(parameter) (≈ −1/2 for a Monte Carlo rate in n_particles);
 a metric at round-off on every level (below :data:`ROUNDOFF`, e.g. mass_rel) gets no order, only a note.
 LaTeX tables need ``\\usepackage{booktabs, longtable}``.
@@ -45,7 +46,7 @@ from .store import META_NAME, META_SPEC, Store, resolve_path
 
 PARAM_PRIORITY = ("h", "tau", "n_particles", "lam", "sigma", "dt")
 METRIC_ORDER = (
-    "L1", "L2", "hellinger", "mass_rel", "richardson_L1",
+    "L1", "L2", "hellinger", "mass_rel", "richardson_L1", "richardson_m2",
     "mmd", "mmd_small", "mmd_large", "energy_distance", "w2", "mass_error", "boundary_layer",
 )
 NOT_METRICS = {"t", "mc_floor", "boundary_layer_signed"}
@@ -196,7 +197,7 @@ def _fits(store: Store) -> list:
                 nan = float("nan")
                 fit.update(order=nan, ci_low=nan, ci_high=nan, constant=nan, pairwise=[])
                 note = f"round-off (max {max(abs(e) for e in finite):.1e})"
-            if metric == "richardson_L1" and math.isfinite(fit["order"]) and len(fit["errors"]) >= 2:
+            if metric.startswith("richardson_") and math.isfinite(fit["order"]) and len(fit["errors"]) >= 2:
                 # Richardson: d_k = ‖u_k − u_{k+1}‖ on a ladder of ratio r; the finest solution's error
                 # is d_fine/(r^p − 1), and Roache's GCI multiplies it by the safety factor 1.25
                 lv = sorted(zip(fit["levels"], fit["errors"]))

@@ -386,8 +386,10 @@ def _work(comm, group_comm, runs_dir: Path) -> None:
 
 
 def _post_process(spec, store, runs_dir: Path) -> None:
-    """Richardson groups: add "richardson_L1" to each level's metrics — the L1 distance of its
-    final snapshot to the next finer level (nested 1-D meshes)."""
+    """Richardson groups: add to each level's metrics its distance to the next finer level at the
+    final snapshot — "richardson_m2", the difference of the second moments ∫|x|²ρ (lumped
+    quadrature; any dimension, and meshes need not be nested, as on gmsh domains), and in 1-D
+    "richardson_L1", the L1 distance of the P1 functions (nested 1-D meshes)."""
     from ..compare import p1_distances_1d
 
     for group in spec.groups:
@@ -398,11 +400,15 @@ def _post_process(spec, store, runs_dir: Path) -> None:
         for coarse, fine in zip(rows, rows[1:]):
             try:
                 a, b = np.load(runs_dir / f"{coarse['run_id']}.npz"), np.load(runs_dir / f"{fine['run_id']}.npz")
-                d = p1_distances_1d(a["x"], a["rho"][-1], b["x"], b["rho"][-1])["L1"]
-            except (OSError, ValueError):
+                m2 = [float(np.dot(z["m"] * z["rho"][-1], (z["x"] ** 2).sum(axis=1))) for z in (a, b)]
+                extra = {"richardson_m2": abs(m2[0] - m2[1])}
+                if a["x"].shape[1] == 1:
+                    extra["richardson_L1"] = p1_distances_1d(a["x"], a["rho"][-1], b["x"], b["rho"][-1])["L1"]
+            except (OSError, ValueError, KeyError):
                 continue
             metrics = dict(coarse["metrics"] or {})
-            metrics["richardson_L1"] = [float("nan")] * (len(metrics.get("t", [0])) - 1) + [d]
+            for name, d in extra.items():
+                metrics[name] = [float("nan")] * (len(metrics.get("t", [0])) - 1) + [d]
             run = {k: coarse[k] for k in ("run_id", "kind", "case", "method", "params", "seed", "sweep")}
             run["group"] = group.label
             run["cost"] = 0.0

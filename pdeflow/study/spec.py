@@ -100,7 +100,8 @@ Targets
 ``target`` (study or group): ``exact`` (the case's closed form/ODE oracle), ``reference`` (the
 FE solution at the resolution ``reference = {n, tau}``, which must be at least as fine as the
 group's runs) or ``richardson`` (self-convergence: ``n`` must be a ladder with an integer factor
-≥ 2 and ≥ 3 levels — nested meshes — and ``tau`` a single value or tied).  A reference group
+≥ 2 and ≥ 3 levels — nested meshes for box cases — and ``tau`` a single value or tied; metrics
+richardson_m2 (second moments, any dimension) and in 1-D richardson_L1).  A reference group
 takes its own ``target``, else the study's, else ``exact`` when its case has an exact solution
 and ``richardson`` otherwise.  Approx groups are always compared with their FE reference: their
 target is ``reference`` (the study's target does not apply to them; another explicit group
