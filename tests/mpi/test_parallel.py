@@ -20,29 +20,31 @@ def _both(solve, problem, **kw):
 
 
 @pytest.mark.parametrize(
-    "name,n,tau,T",
+    "name,n,tau,T,tol",
     [
-        ("wfr-kl-gauss-2d", 32, 0.05, 0.5),  # CG + GAMG, bordered spherical Newton
-        ("fr-kl-bimodal-2d", 40, 0.05, 0.5),  # diagonal Newton
-        ("wfr-kl-mixture-1d", 300, 0.01, 0.5),  # direct solver (MUMPS in parallel, LU serially)
-        ("hk-kl-gauss-1d", 200, 0.02, 0.5),  # unbalanced
-        ("wfr-kl-mixture-disk", 24, 0.05, 0.5),  # gmsh mesh, curved boundary (#5)
-        ("wfr-kl-mixture-lshape", 24, 0.01, 0.5),  # gmsh mesh, re-entrant corner
-        # 3-D tetrahedra, CG + GAMG.  The energy sums 729 nodes of volume ~0.7 each, so nodal values
-        # that agree to 1e-10 (asserted) allow it to differ by ~1e-9 relative (measured: 5.7e-10).
-        ("wfr-kl-gauss-3d", 8, 0.1, 0.5),
+        ("wfr-kl-gauss-2d", 32, 0.05, 0.5, 1e-10),  # CG + GAMG, bordered spherical Newton
+        ("fr-kl-bimodal-2d", 40, 0.05, 0.5, 1e-10),  # diagonal Newton
+        ("wfr-kl-mixture-1d", 300, 0.01, 0.5, 1e-10),  # direct solver (MUMPS in parallel, LU serially)
+        ("hk-kl-gauss-1d", 200, 0.02, 0.5, 1e-10),  # unbalanced
+        ("wfr-kl-mixture-disk", 24, 0.05, 0.5, 1e-10),  # gmsh mesh, curved boundary (#5)
+        ("wfr-kl-mixture-lshape", 24, 0.01, 0.5, 1e-10),  # gmsh mesh, re-entrant corner
+        # 3-D tetrahedra, CG + GAMG: Newton contracts slowly here and ends some steps at CG's accuracy
+        # floor (newton_change up to 1.3e-8 on PETSc 3.22, depending on GAMG's random eigenvalue
+        # estimates). Measured max |Δρ| / energy rel: 7e-12 / 3.8e-10 (PETSc 3.18), up to 3.6e-9 /
+        # 2.7e-9 (3.22); docs/reference-solver.md.
+        ("wfr-kl-gauss-3d", 8, 0.1, 0.5, 1e-8),
     ],
 )
-def test_serial_and_parallel_nodal_values_agree(solve, name, n, tau, T):
+def test_serial_and_parallel_nodal_values_agree(solve, name, n, tau, T, tol):
     problem = get_case(name).with_changes(T=T)
     par, ser = _both(solve, problem, n=n, tau=tau)
     assert par.mpi_size == COMM.size and ser.mpi_size == 1
     if COMM.rank == 0:
         assert np.max(np.abs(par.x - ser.x)) <= 1e-12, np.max(np.abs(par.x - ser.x))
         assert par.rho.shape == ser.rho.shape
-        assert np.max(np.abs(par.rho - ser.rho)) <= 1e-10
+        assert np.max(np.abs(par.rho - ser.rho)) <= tol
         for a, b in zip(par.steps, ser.steps):
-            assert a["energy"] == pytest.approx(b["energy"], rel=1e-9 if problem.dim == 3 else 1e-10, abs=1e-13)
+            assert a["energy"] == pytest.approx(b["energy"], rel=tol, abs=1e-13)
         if par.errors is not None:
             for a, b in zip(par.errors, ser.errors):
                 assert a["L1"] == pytest.approx(b["L1"], rel=1e-8, abs=1e-13)
