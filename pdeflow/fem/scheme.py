@@ -175,7 +175,7 @@ class FrozenMobilityScheme:
         self._rho_n = rho_n
         if self.alpha > 0:
             self._assemble(rho_n)
-            lin0 = self.linear.iterations
+            lin0, rebuilds0 = self.linear.iterations, self.linear.rebuilds
         b = self.beta * m * rho_n  # ∂R/∂η = −b
         f = m * space.nodal(lambda x: self.source(t_new, x)) if self.source is not None else 0.0
         mass_n = space.dot(m, rho_n)
@@ -252,6 +252,8 @@ class FrozenMobilityScheme:
         if self.alpha > 0:
             self._age_preconditioner(lin / (its * len(rhs)))
         diag["linear_iterations"] = lin
+        if self.alpha > 0 and self.linear.kind != "direct":
+            diag["pc_rebuilds"] = self.linear.rebuilds - rebuilds0  # fresh AMG after a failed CG solve
         diag["wall"] = time.perf_counter() - t0
         return StepResult(phi, eta, its, lin, diag)
 

@@ -135,3 +135,51 @@ def test_snapshots_land_on_requested_times(solve):
     assert traj.rho.shape == (4, 51)
     assert sum(s["tau"] for s in traj.steps) == pytest.approx(1.0, abs=1e-14)
     assert [e["t"] for e in traj.errors] == [0.0, 0.25, 0.5, 1.0]
+
+
+def test_failed_cg_solve_is_repeated_once_with_a_fresh_preconditioner():
+    """A CG solve that fails (here: forced by max_it = 1) is retried with a new KSP/AMG, which
+    converges; the retry is counted.  (On PETSc 3.22 GAMG once gave an indefinite preconditioner.)"""
+    import numpy as np
+    from mpi4py import MPI
+    from petsc4py import PETSc
+
+    from pdeflow.fem.linalg import LinearSolver
+
+    n = 200
+    A = PETSc.Mat().createAIJ([n, n], nnz=3, comm=MPI.COMM_SELF)
+    for i in range(n):
+        A.setValue(i, i, 2.5)
+        if i > 0:
+            A.setValue(i, i - 1, -1.0)
+        if i < n - 1:
+            A.setValue(i, i + 1, -1.0)
+    A.assemble()
+    solver = LinearSolver(MPI.COMM_SELF, "cg-gamg", rtol=1e-12)
+    solver.set_operator(A)
+    solver.ksp.setTolerances(max_it=1)
+    b, x = A.createVecLeft(), A.createVecRight()
+    b.setArray(np.linspace(1.0, 2.0, n))
+    solver.solve(b, x)
+    assert solver.rebuilds == 1
+    r = A.createVecLeft()
+    A.mult(x, r)
+    assert np.max(np.abs(r.getArray() - b.getArray())) < 1e-9
+    with pytest.raises(FloatingPointError, match="KSP reason"):
+        solver.ksp.setTolerances(max_it=1)
+        solver._make_ksp = _one_iteration_ksp  # the retry fails as well
+        solver.solve(b, x)
+    for obj in (A, b, x, r):
+        obj.destroy()
+    solver.destroy()
+
+
+def _one_iteration_ksp(rtol):
+    from mpi4py import MPI
+    from petsc4py import PETSc
+
+    ksp = PETSc.KSP().create(MPI.COMM_SELF)
+    ksp.setType("cg")
+    ksp.getPC().setType("none")
+    ksp.setTolerances(rtol=1e-14, atol=1e-300, max_it=1)
+    return ksp
