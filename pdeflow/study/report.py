@@ -205,6 +205,9 @@ def _fits(store: Store) -> list:
                 p_obs = fit["order"]
                 est = lv[0][1] / (ratio**p_obs - 1.0)
                 note = f"finest-level error estimate {est:.2e}; GCI {1.25 * est:.2e} (Fs = 1.25)"
+            joint = _joint_note(rows, metric) if fit["pooled"] else ""
+            if joint:
+                note = (note + "; " if note else "") + joint
             done = [r for r in rows if r["status"] == "done"]
             row = {
                 "group": group,
@@ -228,6 +231,40 @@ def _fits(store: Store) -> list:
             }
             out.append((row, fit, rows))
     return out
+
+
+def _joint_note(rows, metric: str) -> str:
+    """For a group that sweeps several parameters independently (e.g. a grid of h and τ), where a
+    one-parameter fit pools runs: the joint fit err ≈ Σ_p C_p p^{q_p} (:func:`joint_fit`) of the
+    final-snapshot values, averaged over seeds, as "joint fit: q_h = 2.01 [1.9, 2.1], ..."; "" when
+    fewer than two parameters vary or too few distinct points are available."""
+    from .orders import _row_param, _row_value, joint_fit
+
+    done = [r for r in rows if r.get("status") == "done"]
+    keys = sorted({k for r in done for k in (r.get("sweep") or {})})
+    varying = [k for k in keys if len({repr(_row_param(r, k)) for r in done}) > 1]
+    if len(varying) < 2:
+        return ""
+    points: dict = {}
+    for r in done:
+        p = tuple(_row_param(r, k) for k in varying)
+        v = _row_value(r, metric, -1)
+        if v is not None and math.isfinite(v) and v > 0 and all(isinstance(x, (int, float)) and x > 0 for x in p):
+            points.setdefault(p, []).append(float(v))
+    distinct = max(len({c[i] for c in points}) for i in range(len(varying)))
+    if len(points) <= distinct or len(points) < 2 * len(varying) + 1:  # tied ladders; no dof left
+        return ""
+    combos = sorted(points)
+    params = {k: [c[i] for c in combos] for i, k in enumerate(varying)}
+    try:
+        res = joint_fit(params, [float(np.mean(points[c])) for c in combos])
+    except (ValueError, RuntimeError):
+        return ""
+    parts = []
+    for k in varying:
+        lo, hi = res["q_ci"][k]
+        parts.append(f"q_{k} = {res['q'][k]:.3f} [{_num(lo, '{:.3f}')}, {_num(hi, '{:.3f}')}]")
+    return "joint fit: " + ", ".join(parts)
 
 
 def orders_table(store) -> list:

@@ -272,3 +272,26 @@ def test_report_boundary_layer_section(tmp_path):
     assert png[:8] == PNG_MAGIC and len(png) > 5000
     table = {(r["group"], r["metric"]) for r in orders_table(tmp_path)}
     assert ("disk_bd", "boundary_layer") in table and ("disk_bd", "boundary_layer_signed") not in table
+
+
+def test_report_joint_fit_for_a_grid_of_h_and_tau(tmp_path):
+    """A group sweeping h and τ independently: the one-parameter fit pools runs, and the report adds
+    the joint fit err ≈ C_τ τ^q_τ + C_h h^q_h (here exactly 2τ + 3h²)."""
+    with Store(tmp_path) as st:
+        st.set_meta(META_NAME, "grid")
+        for i, h in enumerate((0.2, 0.1, 0.05, 0.025)):
+            for j, tau in enumerate((0.08, 0.04, 0.02, 0.01)):
+                run = _run(f"g{i}{j}_____________", group="grid", sweep={"h": h, "tau": tau}, params={"h": h, "tau": tau})
+                st.put(run, _result(metrics={"t": [1.0], "L1": [2 * tau + 3 * h * h]}))
+        for k, h in enumerate((0.2, 0.1, 0.05)):  # a tied ladder (τ = h²): no joint fit
+            run = _run(f"t{k}______________", group="tied", sweep={"h": h, "tau": h * h}, params={"h": h, "tau": h * h})
+            st.put(run, _result(metrics={"t": [1.0], "L1": [5 * h * h]}))
+    table = {r["group"]: r for r in orders_table(tmp_path) if r["metric"] == "L1"}
+    note = table["grid"]["note"]
+    assert note.startswith("joint fit: ")
+    import re
+
+    q = {k: float(v) for k, v in re.findall(r"q_(\w+) = ([-\d.]+)", note)}
+    assert q["h"] == pytest.approx(2.0, abs=1e-6) and q["tau"] == pytest.approx(1.0, abs=1e-6)
+    assert "joint" not in table["tied"]["note"]
+    assert "joint fit" in make_report(tmp_path).read_text(encoding="utf-8")
