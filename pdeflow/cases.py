@@ -221,7 +221,16 @@ def _convert(key: str, raw, spec: Key):
         if not as_float.is_integer():
             raise CaseError(f"{key}: expected {spec.rule}, got {raw!r}")
         value = int(as_float)
+    elif spec.kind is bool:
+        if isinstance(raw, bool):
+            value = raw
+        elif isinstance(raw, str) and raw.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+            value = raw.strip().lower() in ("true", "1", "yes")
+        else:
+            raise CaseError(f"{key}: expected {spec.rule}, got {raw!r}")
     elif spec.kind is float:
+        if isinstance(raw, bool):  # TOML true/false is not a number
+            raise CaseError(f"{key}: expected {spec.rule}, got {raw!r}")
         try:
             value = float(raw)
         except (TypeError, ValueError):
@@ -272,7 +281,9 @@ def apply_overrides(problem: Problem, values: dict) -> tuple:
     return problem, solver
 
 
-# Keys of `pdeflow approx` (particle methods); the reference keys n, tau, ... come from SOLVER_KEYS.
+# Keys of `pdeflow approx` (particle methods) common to all methods: the MethodParams fields.  Each
+# method declares its own further keys (MethodDecl.keys, in its module); the reference keys n, tau, ...
+# come from SOLVER_KEYS.
 METHOD_KEYS = {
     "n_particles": Key(int, lambda v: v >= 2, "an integer >= 2"),
     "lam": Key(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0"),
@@ -283,14 +294,44 @@ METHOD_KEYS = {
     "dt": Key(float, lambda v: v > 0 and math.isfinite(v), "a positive number"),
     "seed": Key(int, lambda v: v >= 0, "an integer >= 0"),
     "xi": Key(str, lambda v: v in ("a", "b", "c"), "a (importance sampling), b (KDE) or c (blob)"),
-    "variant": Key(str, lambda v: v in ("stochastic", "weighted"), "stochastic or weighted"),
-    "move": Key(str, lambda v: v in ("ula", "mala"), "ula or mala"),
-    "ess_threshold": Key(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    "noise": Key(float, lambda v: v >= 0, "a number >= 0"),
-    "n_target": Key(int, lambda v: v >= 2, "an integer >= 2"),
-    "integrator": Key(str, lambda v: v in ("mirror", "exact", "euler", "ivp"), "mirror, exact, euler or ivp"),
 }
-METHOD_EXTRA_KEYS = ("variant", "move", "ess_threshold", "noise", "n_target", "integrator")
+
+
+def method_keys(decl) -> dict:
+    """The keys `--set` accepts for method ``decl`` besides the problem and solver keys: the common
+    MethodParams fields and the method's own declared keys (None: an external method, any key)."""
+    return {**METHOD_KEYS, **(decl.keys or {})}
+
+
+def parse_method_overrides(pairs, decl) -> tuple:
+    """``--set`` pairs for a run of method ``decl`` → (values, extra).
+
+    ``values``: validated problem, solver and common method keys; ``extra``: the method's own keys
+    (validated by its declaration) or, for an external method (``decl.keys is None``), every
+    unknown key, typed by literal parsing (:func:`pdeflow.approx.external.parse_literal`)."""
+    known = {**PROBLEM_KEYS, **SOLVER_KEYS, **METHOD_KEYS}
+    if decl.keys is None:
+        from .approx.external import ExternalMethodError, parse_literal
+
+        plain, extra = [], {}
+        for item in pairs or ():
+            if "=" not in item:
+                raise CaseError(f"--set expects key=value, got {item!r}")
+            key, raw = (t.strip() for t in item.split("=", 1))
+            if key in known:
+                plain.append(item)
+            elif not key.isidentifier():
+                raise CaseError(f"--set {item!r}: {key!r} is not a valid key name")
+            else:
+                try:
+                    extra[key] = parse_literal(raw)
+                except ExternalMethodError as exc:
+                    raise CaseError(f"{key}: {exc}") from None
+        return parse_overrides(plain, extra_keys=METHOD_KEYS), extra
+    values = parse_overrides(pairs, extra_keys=method_keys(decl))
+    own = set(decl.keys) - set(METHOD_KEYS)
+    extra = {k: values.pop(k) for k in list(values) if k in own}
+    return values, extra
 
 
 # ------------------------------------------------------------------------------------------

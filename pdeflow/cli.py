@@ -3,12 +3,16 @@
     pdeflow cases [--json | --markdown]
     pdeflow solve CASE [--set key=value ...] [--out DIR] [--json] [--no-xdmf] [--no-plots] [--quiet]
     pdeflow approx CASE --method M [--set key=value ...] [--reference DIR] [--out DIR] [--json] [--quiet]
+    pdeflow check CASE PARTICLES.npz [--continuum C] [--alpha A] [--json]      (exit 0 / 4 / 5)
+    pdeflow verify CASE --method M [--continuum C] [--set ...] [--plan P] [--json]  (exit 0 / 4 / 5)
+    pdeflow methods [--json]
     pdeflow study SPEC.toml [--out DIR] [--resume] [--ranks-per-run g] [--quiet]
     pdeflow report DIR
 
 Bad input (unknown case or key, τ ≤ 0, n < 2, a non-numeric value, ...) gives a one-line message
 on stderr and exit code 2, on rank 0 only, before any dolfinx object is created.  A solve that
-fails (time step below tau_min) exits with code 1 and writes no result files.
+fails (time step below tau_min) exits with code 1 and writes no result files.  ``check`` and
+``verify`` exit with 0 (consistent), 4 (inconsistent) or 5 (inconclusive).
 """
 from __future__ import annotations
 
@@ -83,6 +87,33 @@ def _cases_table(as_json: bool) -> str:
     return "\n".join(lines)
 
 
+METHOD_HELP = ("a built-in method (`pdeflow methods`), package.module:function, path/to/file.py:function, or a "
+               "plug-in of the entry-point group pdeflow.methods")
+
+
+def _methods_table(as_json: bool) -> str:
+    from .approx.external import plugin_names
+    from .approx.methods import BROKEN, DECLARATIONS
+
+    rows = []
+    for name, decl in DECLARATIONS.items():
+        rows.append({"name": name, "summary": decl.summary, "uses": list(decl.uses),
+                     "keys": {k: key.rule for k, key in (decl.keys or {}).items()},
+                     "continuum": "declared" if decl.continuum else "none (give --continuum)"})
+    if as_json:
+        return json.dumps({"methods": rows, "plugins": plugin_names(), "broken": BROKEN}, indent=1)
+    lines = []
+    for r in rows:
+        lines.append(f"{r['name']:<13} {r['summary']}")
+        lines.append(f"{'':<13} uses: {', '.join(r['uses'])}; own keys: "
+                     + (", ".join(f"{k} ({v})" for k, v in r["keys"].items()) or "none"))
+    for p in plugin_names():
+        lines.append(f"{p:<13} (plug-in, entry point group pdeflow.methods)")
+    for name, err in BROKEN.items():
+        lines.append(f"(module {name} failed to import: {err})")
+    return "\n".join(lines)
+
+
 def _build_parser() -> _Parser:
     parser = _Parser(prog="pdeflow", description="Reference solutions of Fisher-Rao / Wasserstein / WFR gradient flows")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -106,19 +137,49 @@ def _build_parser() -> _Parser:
     p_solve.add_argument("--quiet", action="store_true", help="no progress bar and no report lines")
     p_approx = sub.add_parser("approx", help="run a particle (kernel) method and compare it with the reference")
     p_approx.add_argument("case", help="a case name (see `pdeflow cases`)")
-    p_approx.add_argument("--method", required=True, help="lambda-fr, lambda-stein, svgd, lambda-wfr, birth-death, mmd-flow, smc-wfr")
+    p_approx.add_argument("--method", required=True, help=METHOD_HELP)
     p_approx.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="n_particles, lam, sigma|bandwidth, kernel, dt, T, seed, xi (a|b|c), alpha, beta; method extras: "
-        "variant, move, ess_threshold, noise, n_target, integrator; reference: n, tau",
+        help="n_particles, lam, sigma|bandwidth, kernel, dt, T, seed, xi (a|b|c), alpha, beta; the method's own keys "
+        "(`pdeflow methods`; any key for an external method, passed in params.extra); reference: n, tau",
     )
+    p_approx.add_argument("--no-plots", action="store_true", help="skip particles.png")
     p_approx.add_argument("--reference", default=None, help="reuse the reference written by `pdeflow solve` in DIR")
     p_approx.add_argument("--out", default=None, help="output directory (default results/<case>-<method>)")
     p_approx.add_argument("--json", action="store_true", help="print summary.json to stdout")
     p_approx.add_argument("--quiet", action="store_true", help="no report lines")
+    p_check = sub.add_parser("check", help="check a particle file written by any code against a reference (verdict)")
+    p_check.add_argument("case", help="a case name (see `pdeflow cases`)")
+    p_check.add_argument("particles", help="npz file with t (n_snap), x (n_snap, N, d) and optionally w (n_snap, N)")
+    p_check.add_argument("--continuum", default="flow", metavar="NAME[:key=value,...]",
+                         help="the reference: flow (default), stein, lambda-stein, lambda-fr, mmd-flow, kde-wfr, lie-split")
+    p_check.add_argument("--alpha", type=float, default=0.01, help="false-alarm level over the whole file (default 0.01)")
+    p_check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="case keys T, alpha, beta; n: the reference's mesh resolution")
+    p_check.add_argument("--out", default=None, help="output directory (default results/<case>-check)")
+    p_check.add_argument("--json", action="store_true", help="print summary.json to stdout")
+    p_check.add_argument("--no-plots", action="store_true", help="skip particles.png")
+    p_check.add_argument("--quiet", action="store_true", help="no table")
+    p_verify = sub.add_parser("verify", help="verify a particle method against its own continuum PDE (verdict)")
+    p_verify.add_argument("case", help="a case name (see `pdeflow cases`)")
+    p_verify.add_argument("--method", required=True, help=METHOD_HELP)
+    p_verify.add_argument("--continuum", default=None, metavar="NAME[:key=value,...]",
+                          help="override the method's declared continuum (flow, stein, lambda-stein, lambda-fr, mmd-flow, "
+                               "kde-wfr, lie-split)")
+    p_verify.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="method keys as for approx (n_particles is set by the plan); n: the continuum's mesh resolution")
+    p_verify.add_argument("--plan", default="standard", help="sweep size: quick, standard (default) or thorough")
+    p_verify.add_argument("--rtol", type=float, default=0.1,
+                          help="tolerance on the residual relative to how far the flow moves (default 0.1)")
+    p_verify.add_argument("--out", default=None, help="output directory (default results/<case>-<method>-verify)")
+    p_verify.add_argument("--json", action="store_true", help="print summary.json to stdout")
+    p_verify.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p_verify.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    p_methods = sub.add_parser("methods", help="list the particle methods, their keys and continua")
+    p_methods.add_argument("--json", action="store_true", help="print the list as JSON")
     p_study = sub.add_parser("study", help="run a convergence study (MPI task farm, resumable SQLite store)")
     p_study.add_argument("spec", help="study specification (TOML), e.g. studies/quickstart.toml")
     p_study.add_argument("--out", default=None, help="study directory (default results/<study name>)")
@@ -250,37 +311,70 @@ def _solve(args) -> int:
     return 0
 
 
-def _approx(args) -> int:
-    from .approx import METHODS, MethodParams
+def _json_default(obj):
+    import numpy as np
 
-    if args.method not in METHODS:
-        raise case_registry.CaseError(f"--method: unknown method {args.method!r}; choose from {', '.join(METHODS)}")
-    problem = case_registry.get_case(args.case)
-    values = case_registry.parse_overrides(args.set, extra_keys=case_registry.METHOD_KEYS)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    return repr(obj)
+
+
+def _write_json(path: Path, data) -> str:
+    text = json.dumps(data, indent=1, default=_json_default)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return text
+
+
+def _method_setup(args, problem):
+    """(decl, problem, params, solver options) for --method and --set, validated before any solve."""
+    from .approx import MethodParams, get_method
+
+    try:
+        decl = get_method(args.method)
+    except ValueError as exc:
+        raise case_registry.CaseError(f"--method: {exc}") from None
+    values, extra = case_registry.parse_method_overrides(args.set, decl)
     problem, solver_opts = case_registry.apply_overrides(problem, values)
     if "sigma" in values and "bandwidth" in values:
         raise case_registry.CaseError("sigma/bandwidth: give one of them (they are the same parameter)")
-    extra = {k: values[k] for k in case_registry.METHOD_EXTRA_KEYS if k in values}
+    defaults = MethodParams()
     try:
         params = MethodParams(
-            n_particles=values.get("n_particles", 500),
-            lam=values.get("lam", 1e-3),
+            n_particles=values.get("n_particles", defaults.n_particles),
+            lam=values.get("lam", defaults.lam),
             sigma=values.get("sigma", values.get("bandwidth")),
-            kernel=values.get("kernel", "gaussian"),
-            dt=values.get("dt", 0.01),
-            seed=values.get("seed", 0),
-            xi=values.get("xi", "a"),
+            kernel=values.get("kernel", defaults.kernel),
+            dt=values.get("dt", defaults.dt),
+            seed=values.get("seed", defaults.seed),
+            xi=values.get("xi", defaults.xi),
             extra=extra,
         )
     except ValueError as exc:
         raise case_registry.CaseError(str(exc)) from None
+    if decl.refuse is not None:
+        reason = decl.refuse(problem, params)
+        if reason:
+            raise case_registry.CaseError(f"{decl.name}: {reason}" if not reason.startswith(decl.name) else reason)
+    return decl, problem, params, solver_opts
+
+
+def _approx(args) -> int:
+    problem = case_registry.get_case(args.case)
+    decl, problem, params, solver_opts = _method_setup(args, problem)
     from . import verify
 
     logging.getLogger().setLevel(logging.WARNING)
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    out = Path(args.out or f"results/{problem.name}-{args.method}")
+    label = decl.name if decl.source == "built-in" else Path(decl.name.rpartition(":")[0]).stem
+    out = Path(args.out or f"results/{problem.name}-{label}")
     if args.reference:
         try:
             reference = verify.load_reference(args.reference, problem)
@@ -301,37 +395,44 @@ def _approx(args) -> int:
         write_outputs(reference["trajectory"], out / "reference", xdmf=False)
     reference = comm.bcast({k: v for k, v in reference.items() if k != "trajectory"} if comm.rank == 0 else None, root=0)
     try:
-        run = verify.evaluate(problem, args.method, params, reference, comm=comm)
-    except ValueError as exc:  # a method refusing this case/parameter combination
-        raise case_registry.CaseError(f"{args.method}: {exc}") from None
+        run = verify.evaluate(problem, decl, params, reference, comm=comm)
+    except ValueError as exc:  # a method refusing this case/parameter combination, or an invalid result
+        raise case_registry.CaseError(f"{exc}") from None
     if comm.rank == 0:
         import numpy as np
 
-        from .fem.io import _json_default
-
         traj = run["trajectory"]
         summary = {"case": problem.name, "problem": problem.describe(), "mpi_size": comm.size,
+                   "method_source": decl.source,
                    "reference": str(args.reference or out / "reference"), **run["result"]}
         out.mkdir(parents=True, exist_ok=True)
         np.savez(out / ".particles.tmp.npz", t=traj.times, x=traj.x, w=traj.w)
         (out / ".particles.tmp.npz").replace(out / "particles.npz")
-        text = json.dumps(summary, indent=1, default=_json_default)
-        (out / ".summary.tmp.json").write_text(text)
-        (out / ".summary.tmp.json").replace(out / "summary.json")
+        text = _write_json(out / "summary.json", summary)
+        png = None
+        if not args.no_plots:
+            from .assess.plots import plot_particles
+
+            png = plot_particles(problem, traj.times, traj.x, traj.w, reference["x"], reference["rho"],
+                                 out / "particles.png", title=f"{problem.name} / {decl.name}, N = {traj.n_particles}")
         if args.json:
             print(text)
         elif not args.quiet:
             last = summary["snapshots"][-1]
             ref = last["reference"]
             mmd = ", ".join(f"l={k}: {v:.3e}" for k, v in ref["mmd_gaussian"].items())
-            print(f"{problem.name} / {args.method}: N = {params.n_particles}, t = {last['t']:g}")
+            print(f"{problem.name} / {decl.name}: N = {traj.n_particles}, t = {last['t']:g}")
             print(f"  to the reference: MMD {mmd}; mass error {ref['mass_error']:.2e}")
             bl = ref["boundary_layer"]
-            print(f"  boundary layer (width {bl['width']:g}): particle mass {bl['particles']:.4e}, reference "
-                  f"{bl['reference']:.4e} ({bl['reference_fraction'] * params.n_particles:.1f} particles' worth), "
-                  f"relative error {bl['relative_error']:+.2e}")
+            if bl.get("measurable", True):
+                print(f"  boundary layer (width {bl['width']:g}): particle mass {bl['particles']:.4e}, reference "
+                      f"{bl['reference']:.4e} ({bl['reference_fraction'] * traj.n_particles:.1f} particles' worth), "
+                      f"relative error {bl['relative_error']:+.2e}")
+            else:
+                print(f"  boundary layer (width {bl['width']:g}): not measurable (the reference holds "
+                      f"{bl['reference_fraction']:.1e} of the mass there, below {bl['threshold']:.0e})")
             if "exact" in last:
-                print(f"  to the exact solution: MMD " + ", ".join(f"l={k}: {v:.3e}" for k, v in last['exact']['mmd_gaussian'].items()))
+                print("  to the exact solution: MMD " + ", ".join(f"l={k}: {v:.3e}" for k, v in last['exact']['mmd_gaussian'].items()))
             fl = summary["mc_floor_at_T"]
             print(f"  Monte-Carlo floor (l={fl['kernel_scale']}): {fl['mean']:.3e} ± {fl['std']:.1e}")
             if "two_stage_split" in summary:
@@ -339,8 +440,152 @@ def _approx(args) -> int:
                 k = str(summary["metric_scales"][1])
                 print(f"  split at l={k}: particles vs mesh lambda-FRk {st['particles_vs_mesh_method']['mmd_gaussian'][k]:.3e}, "
                       f"mesh lambda-FRk vs reference {st['mesh_method_vs_reference']['mmd_gaussian'][k]:.3e}")
-            print(f"  summary: {out / 'summary.json'}\n  particles: {out / 'particles.npz'}")
+            print(f"  not a verdict: `pdeflow verify {problem.name} --method {args.method}` checks the method against "
+                  f"its own continuum")
+            print(f"  summary: {out / 'summary.json'}\n  particles: {out / 'particles.npz'}" + (f"\n  plot: {png}" if png else ""))
     return 0
+
+
+def _continuum_arg(text):
+    from .continua import ContinuumError, parse_continuum
+
+    try:
+        return parse_continuum(text)
+    except ContinuumError as exc:
+        raise case_registry.CaseError(str(exc)) from None
+
+
+def _check(args) -> int:
+    from .assess.check import STATUS_EXIT, ParticleFileError, check_particles_against, load_particle_file
+
+    problem = case_registry.get_case(args.case)
+    values = case_registry.parse_overrides(args.set)
+    problem, solver_opts = case_registry.apply_overrides(problem, values)
+    if not (0 < args.alpha < 1):
+        raise case_registry.CaseError(f"--alpha: expected a number in (0, 1), got {args.alpha!r}")
+    name, cparams = _continuum_arg(args.continuum)
+    try:
+        t, x, w = load_particle_file(args.particles, problem)  # bad files fail here, before any solve
+    except ParticleFileError as exc:
+        raise case_registry.CaseError(str(exc)) from None
+    unknown = set(solver_opts) - {"n"}
+    if unknown:
+        raise case_registry.CaseError(f"--set {sorted(unknown)[0]}: check takes only n (the reference resolution) "
+                                      "besides the case keys")
+    logging.getLogger().setLevel(logging.WARNING)
+    from mpi4py import MPI
+
+    from .assess import verify as assess_verify
+    from .assess.measures import MeshMeasure
+    from .continua import ContinuumError
+
+    comm = MPI.COMM_WORLD
+    n = solver_opts.get("n") or assess_verify.default_resolution(problem, name)
+    try:
+        pair = assess_verify.solve_continuum_pair(problem, name, cparams, n, comm)
+    except ContinuumError as exc:
+        raise case_registry.CaseError(str(exc)) from None
+    fine, coarse = pair["fine"], pair["coarse"]
+    scales = assess_verify.metric_scales(problem)
+    eps = [(MeshMeasure(fine["x"], fine["rho"][k], fine["m"], scales).mmd2_to(
+        MeshMeasure(coarse["x"], coarse["rho"][k], coarse["m"], scales))) ** 0.5 / 3.0 for k in range(len(t))]
+    result = check_particles_against(problem, t, x, w, fine, scales, alpha=args.alpha, reference_error=eps)
+    status = result["status"]
+    if comm.rank == 0:
+        out = Path(args.out or f"results/{problem.name}-check")
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {"case": problem.name, "problem": problem.describe(), "particles": str(args.particles),
+                   "continuum": {"name": name, "params": cparams, "n": n, "solver": fine.get("params", {})},
+                   "verdict": result, "mpi_size": comm.size}
+        text = _write_json(out / "summary.json", summary)
+        png = None
+        if not args.no_plots:
+            from .assess.plots import plot_particles
+
+            png = plot_particles(problem, t, x, w, fine["x"], fine["rho"], out / "particles.png",
+                                 title=f"{problem.name}: {Path(args.particles).name} vs continuum {name}")
+        if args.json:
+            print(text)
+        elif not args.quiet:
+            print(f"{problem.name}: {Path(args.particles).name} ({x.shape[1]} particles) vs continuum {name} (n = {n})")
+            print(f"  {'t':>6} {'n_eff':>8} {'MMD':>10} {'null mean':>10} {'p-value':>9} {'ref. error':>10}")
+            for r in result["evidence"]["snapshots"]:
+                print(f"  {r['t']:>6g} {r['n_eff']:>8.0f} {r['mmd']:>10.3e} {r['null_mean'] ** 0.5:>10.3e} "
+                      f"{r['p_value']:>9.2e} {r.get('reference_error', float('nan')):>10.2e}")
+            print(f"verdict: {status} — {result['summary']} (alpha = {args.alpha:g}, Bonferroni over {len(t)} snapshots)")
+            print(f"  summary: {out / 'summary.json'}" + (f"\n  plot: {png}" if png else ""))
+    return STATUS_EXIT[status]
+
+
+def _verify(args) -> int:
+    from .assess.check import STATUS_EXIT
+    from .assess.verify import PLANS, VerifyError, verify_method
+
+    problem = case_registry.get_case(args.case)
+    decl, problem, params, solver_opts = _method_setup(args, problem)
+    if args.plan not in PLANS:
+        raise case_registry.CaseError(f"--plan: unknown plan {args.plan!r}; choose from {', '.join(PLANS)}")
+    if not (0 < args.rtol < 1):
+        raise case_registry.CaseError(f"--rtol: expected a number in (0, 1), got {args.rtol!r}")
+    unknown = set(solver_opts) - {"n"}
+    if unknown:
+        raise case_registry.CaseError(f"--set {sorted(unknown)[0]}: verify takes only n (the continuum's mesh resolution) "
+                                      "besides the case and method keys")
+    continuum = _continuum_arg(args.continuum) if args.continuum else None
+    logging.getLogger().setLevel(logging.WARNING)
+    from mpi4py import MPI
+
+    from .continua import ContinuumError
+
+    comm = MPI.COMM_WORLD
+    try:
+        result = verify_method(problem, decl, params, continuum=continuum, plan=args.plan, rtol=args.rtol,
+                               n=solver_opts.get("n"), comm=comm, progress=not (args.quiet or args.json))
+    except (VerifyError, ContinuumError) as exc:
+        raise case_registry.CaseError(str(exc)) from None
+    verdict = result["verdict"]
+    status = verdict["status"]
+    ev = verdict["evidence"]
+    if comm.rank == 0:
+        label = decl.name if decl.source == "built-in" else Path(decl.name.rpartition(":")[0]).stem
+        out = Path(args.out or f"results/{problem.name}-{label}-verify")
+        out.mkdir(parents=True, exist_ok=True)
+        ev["status"] = status
+        summary = {"case": problem.name, "problem": problem.describe(), "method": decl.name,
+                   "method_source": decl.source, "parameters": result["params"], "verdict": verdict,
+                   "runs": result.get("runs"), "mpi_size": comm.size}
+        text = _write_json(out / "summary.json", summary)
+        pngs = []
+        if not args.no_plots:
+            from .approx.methods import run_approximation
+            from .assess.plots import plot_particles, plot_verify_errors
+
+            pngs.append(plot_verify_errors(ev, out / "verify_errors.png"))
+            n_show = max(ev["plan"]["n_particles"])
+            traj = run_approximation(problem, decl, params.with_changes(n_particles=n_show, seed=params.seed))
+            cs = result["continuum_solution"]
+            pngs.append(plot_particles(problem, traj.times, traj.x, traj.w, cs["x"], cs["rho"], out / "particles.png",
+                                       title=f"{problem.name} / {decl.name}, N = {n_show}, vs continuum "
+                                             f"{ev['continuum']['name']}", ref_label="continuum"))
+        if args.json:
+            print(text)
+        elif not args.quiet:
+            c = ev["continuum"]
+            print(f"{problem.name} / {decl.name} vs continuum {c['name']}"
+                  + (f" ({', '.join(f'{k}={v}' for k, v in c['params'].items())})" if c["params"] else "")
+                  + f", mesh n = {c['n']} (error estimate {ev['reference_error']['total']:.2e})")
+            for note in ev["notes"]:
+                print(f"  note: {note}")
+            print(f"  {'N':>6} {'dt':>9} {'seeds':>5} {'sqrt(mean E)':>13}")
+            for row in ev["configs"]:
+                print(f"  {row['n_particles']:>6} {row['dt']:>9.3g} {len(row['E']):>5} {row['sqrt_mean_E']:>13.4e}")
+            f = ev["fit"]
+            r = ev["rate_N"]
+            print(f"  fit {f['model']}: residual {f['residual']:.3e} [{f['residual_ci'][0]:.3e}, {f['residual_ci'][1]:.3e}]; "
+                  f"rate in N {r['rate']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]; motion {ev['motion']:.3e}")
+            print(f"verdict: {status} — {verdict['summary']}  ({ev['wall_s']:.1f} s)")
+            print(f"  summary: {out / 'summary.json'}" + "".join(f"\n  plot: {p}" for p in pngs if p))
+    return STATUS_EXIT[status]
 
 
 def _print_orders(out_dir) -> None:
@@ -424,6 +669,14 @@ def main(argv=None) -> int:
             return 0
         if args.command == "approx":
             return _approx(args)
+        if args.command == "check":
+            return _check(args)
+        if args.command == "verify":
+            return _verify(args)
+        if args.command == "methods":
+            if _rank() == 0:
+                print(_methods_table(args.json))
+            return 0
         if args.command == "study":
             return _study(args)
         if args.command == "report":

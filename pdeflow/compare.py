@@ -238,7 +238,8 @@ def boundary_layer_mass(x, w, mesh_x, mesh_rho, mesh_m, distance, width: float) 
 
         particles:  Σ_i w_i ψ(x_i),        reference:  Σ_j m_j ρ_j ψ(y_j),
 
-    and ``relative_error`` = (particles − reference)/reference, signed: < 0 means the particles
+    and ``relative_error`` = (particles − reference)/reference (None, ``measurable`` False, where the
+    reference holds less than BOUNDARY_LAYER_THRESHOLD of its mass in the layer), signed: < 0 means the particles
     leave the boundary layer under-populated, > 0 that they pile up there.  ``reference_fraction``
     is the reference's layer mass over its total mass: N times it is the number of equal-weight
     particles the layer should hold, below ~10 of which the relative error is mostly Monte Carlo.  ``distance`` maps
@@ -252,9 +253,16 @@ def boundary_layer_mass(x, w, mesh_x, mesh_rho, mesh_m, distance, width: float) 
     a = float(np.dot(np.asarray(w, float), tent_p))
     b = float(np.dot(np.asarray(mesh_m, float) * np.asarray(mesh_rho, float), tent_r))
     total = float(np.dot(np.asarray(mesh_m, float), np.asarray(mesh_rho, float)))
-    return {"width": float(width), "particles": a, "reference": b,
-            "reference_fraction": b / total if total > 0 else float("nan"),
-            "relative_error": (a - b) / b if b > 0 else float("nan")}
+    fraction = b / total if total > 0 else float("nan")
+    # below BOUNDARY_LAYER_THRESHOLD of the mass (1e-4: one particle in 10⁴) a relative error is
+    # noise over a near-zero denominator (−1 for an empty layer), not a measurement
+    measurable = bool(fraction >= BOUNDARY_LAYER_THRESHOLD)
+    return {"width": float(width), "particles": a, "reference": b, "reference_fraction": fraction,
+            "measurable": measurable, "threshold": BOUNDARY_LAYER_THRESHOLD,
+            "relative_error": (a - b) / b if measurable else None}
+
+
+BOUNDARY_LAYER_THRESHOLD = 1e-4
 
 
 # ------------------------------------------------------------------------------------------

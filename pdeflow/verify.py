@@ -48,6 +48,10 @@ def load_reference(path, problem) -> dict:
         raise ReferenceMismatch(f"--reference {path}: snapshots.npz has no lumped masses 'm' (rerun pdeflow solve)")
     if summary.get("case") != problem.name:
         raise ReferenceMismatch(f"--reference {path}: it is a solve of {summary.get('case')!r}, not {problem.name!r}")
+    described = summary.get("problem")
+    if isinstance(described, dict) and described.get("flow") is not None and described.get("flow") != problem.describe().get("flow"):
+        raise ReferenceMismatch(f"--reference {path}: it was solved with flow {described['flow']}, not "
+                                f"{problem.describe()['flow']} (alpha/beta differ)")
     times = np.asarray(problem.snapshot_times())
     if data["t"].shape != times.shape or np.max(np.abs(data["t"] - times)) > 1e-12:
         raise ReferenceMismatch(f"--reference {path}: snapshot times {list(data['t'])} differ from {list(times)}")
@@ -92,6 +96,7 @@ def evaluate(problem, method: str, params: MethodParams, reference: dict, mesh_s
     default COMM_WORLD) — every rank of it must call evaluate."""
     from .exact import exact_solution
 
+    name = method if isinstance(method, str) else method.name
     traj = run_approximation(problem, method, params)
     scales = metric_scales(problem)
     ref_x, ref_m = reference["x"], reference["m"]
@@ -109,7 +114,7 @@ def evaluate(problem, method: str, params: MethodParams, reference: dict, mesh_s
                              seeds=floor_seeds, rng=rng)
     floor.pop("values", None)
     result = {
-        "method": method,
+        "method": name,
         "parameters": params.describe(),
         "metric_scales": list(scales),
         "snapshots": snapshots,
@@ -119,7 +124,7 @@ def evaluate(problem, method: str, params: MethodParams, reference: dict, mesh_s
     edb = energy_dissipation_residual(traj)
     if edb is not None:
         result["edb_residual"] = edb
-    if mesh_split and method == "lambda-fr" and problem.flow.alpha == 0 and params.lam > 0:
+    if mesh_split and name == "lambda-fr" and problem.flow.alpha == 0 and params.lam > 0:
         result["two_stage_split"] = _lambda_frk_split(problem, params, traj, reference, scales, comm)
     return {"result": result, "trajectory": traj}
 

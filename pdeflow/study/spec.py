@@ -31,13 +31,13 @@ Format
     [[group]]
     label = "svgd-N"
     kind = "approx"
-    method = "svgd"
+    method = "birth-death"       # a built-in name, module:function or path/to/file.py:function
     case = "wfr-kl-mixture-1d"
     n_particles = [100, 300, 1000]
     seeds = 5
     dt = 0.01
     reference = {n = 400, tau = 0.005}
-    [group.extra]                # method-specific keys (cases.METHOD_EXTRA_KEYS), value or list
+    [group.extra]                # the method's own keys (`pdeflow methods`; any key for an external method)
     variant = "weighted"
 
 Tables and keys
@@ -57,7 +57,9 @@ case, as ``--set``; they go into the run's ``params`` when they differ from the 
 
 * kind ``reference`` (FE reference solver): ``n`` (cells per direction) and ``tau`` (time step),
   both required.
-* kind ``approx`` (particle method): ``method`` (required, one of ``pdeflow.approx.METHODS``),
+* kind ``approx`` (particle method): ``method`` (required: a built-in method, ``module:function``
+  or ``path/to/file.py:function``; a method that refuses the case — a geometry it does not
+  approximate — is an error at load time),
   ``n_particles``, ``lam``, ``sigma``, ``kernel``, ``dt``, ``xi`` (the :class:`MethodParams`
   fields; missing ones take the MethodParams default), ``extra`` (a table of method extras),
   ``seeds`` (default 1) and ``reference`` (the FE reference resolution ``{n, tau}``, required
@@ -137,8 +139,8 @@ from itertools import product
 from pathlib import Path
 from typing import Optional
 
-from ..approx.methods import METHODS, MethodParams
-from ..cases import METHOD_EXTRA_KEYS, METHOD_KEYS, PROBLEM_KEYS, SOLVER_KEYS, CaseError, Key, apply_overrides, get_case
+from ..approx.methods import METHODS, MethodParams, get_method
+from ..cases import METHOD_KEYS, PROBLEM_KEYS, SOLVER_KEYS, CaseError, Key, apply_overrides, get_case
 
 
 class SpecError(ValueError):
@@ -289,6 +291,10 @@ def _scalar(path: str, raw, key: Key):
         if not _is_number(raw) or not math.isfinite(raw):
             _fail(path, f"expected {key.rule}, got {_show(raw)}")
         value = float(raw)
+    elif key.kind is bool:
+        if not isinstance(raw, bool):
+            _fail(path, f"expected {key.rule}, got {_show(raw)}")
+        value = raw
     else:
         if not isinstance(raw, str):
             _fail(path, f"expected {key.rule}, got {_show(raw)}")
@@ -565,7 +571,7 @@ def _parse_group(path: str, g: dict, defaults: dict) -> Group:
         swept, runs, levels, target, reference = _reference_runs(path, g, label, case, problem, overrides, T, defaults)
         method = None
     else:
-        method, swept, runs, levels, reference = _approx_runs(path, g, label, case, overrides, T, defaults)
+        method, swept, runs, levels, reference = _approx_runs(path, g, label, case, overrides, T, defaults, problem)
         target = "reference"
         if "target" in g:
             t = _string(_join(path, "target"), g["target"], TARGETS, "one of " + ", ".join(TARGETS))
@@ -672,9 +678,13 @@ def _reference_runs(path, g, label, case, problem, overrides, T, defaults):
     return tuple(swept), runs, levels, target, reference
 
 
-def _approx_runs(path, g, label, case, overrides, T, defaults):
+def _approx_runs(path, g, label, case, overrides, T, defaults, problem=None):
     method = _string(_join(path, "method"), _required(path, g, "method", "one of " + ", ".join(METHODS)),
-                     METHODS, "a particle method, one of " + ", ".join(METHODS))
+                     None, "a particle method: one of " + ", ".join(METHODS) + ", module:function or file.py:function")
+    try:
+        decl = get_method(method)
+    except ValueError as exc:
+        _fail(_join(path, "method"), str(exc))
     base = {f.name: f.default for f in fields(MethodParams) if f.name in METHOD_FIELDS}
     axes = []  # (sweep key, params key or ("extra", key), values, swept)
     levels = {}
@@ -685,10 +695,18 @@ def _approx_runs(path, g, label, case, overrides, T, defaults):
         vals, swept, _ = _grid(_join(path, name), g[name], name, METHOD_KEYS[name])
         axes.append((name, name, vals, swept))
     if "extra" in g:
-        extra = _table(_join(path, "extra"), g["extra"], METHOD_EXTRA_KEYS)
-        for k in sorted(extra):
-            vals, swept, _ = _grid(_join(path, f"extra.{k}"), extra[k], k, METHOD_KEYS[k])
-            axes.append((f"extra.{k}", ("extra", k), vals, swept))
+        own = decl.keys
+        if own is None:  # an external method: any key; a list is swept
+            extra = _table(_join(path, "extra"), g["extra"], tuple(g["extra"]) if isinstance(g["extra"], dict) else ())
+            for k in sorted(extra):
+                raw = extra[k]
+                vals = tuple(raw) if isinstance(raw, list) and raw else (raw,)
+                axes.append((f"extra.{k}", ("extra", k), vals, isinstance(raw, list) and len(raw) > 1))
+        else:
+            extra = _table(_join(path, "extra"), g["extra"], tuple(own) or ("(none: this method has no own keys)",))
+            for k in sorted(extra):
+                vals, swept, _ = _grid(_join(path, f"extra.{k}"), extra[k], k, own[k])
+                axes.append((f"extra.{k}", ("extra", k), vals, swept))
 
     seeds_raw = g.get("seeds", 1)
     spath = _join(path, "seeds")
@@ -728,9 +746,13 @@ def _approx_runs(path, g, label, case, overrides, T, defaults):
             if swept:
                 sweep[skey] = v
         try:
-            MethodParams(**{k: params[k] for k in METHOD_FIELDS}, extra=params["extra"])
+            method_params = MethodParams(**{k: params[k] for k in METHOD_FIELDS}, extra=params["extra"])
         except (TypeError, ValueError) as exc:
             _fail(path, f"invalid method parameters {sweep or ''}: {exc}")
+        # a method that refuses this case (geometry it does not approximate) fails here, before any solve
+        reason = decl.refuse(problem, method_params) if (decl.refuse is not None and problem is not None) else None
+        if reason:
+            _fail(_join(path, "method"), reason)
         params["reference"] = dict(reference)
         params.update(overrides)
         for seed in seeds:

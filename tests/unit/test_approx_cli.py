@@ -40,8 +40,24 @@ def test_bad_input_exit_2(capsys, args, needle):
 
 
 def test_reference_of_another_case_is_refused(capsys, reference):
-    assert main(["approx", "wfr-kl-gauss-1d", "--method", "svgd", "--reference", str(reference)]) == 2
+    assert main(["approx", "wfr-kl-gauss-1d", "--method", "birth-death", "--reference", str(reference)]) == 2
     assert "not 'wfr-kl-gauss-1d'" in capsys.readouterr().err
+
+
+def test_reference_of_other_flow_parameters_is_refused(capsys, reference):
+    # the reference was solved with beta = 1: a run with --set beta=2 must not be compared with it
+    assert main(["approx", "fr-kl-gauss-1d", "--method", "template-fr", "--set", "beta=2", "--reference",
+                 str(reference)]) == 2
+    err = capsys.readouterr().err
+    assert "beta" in err and "\n" not in err.strip(), err
+
+
+def test_methods_refuse_geometries_they_do_not_approximate(capsys):
+    # svgd ignores a reaction; it must say so instead of running (it used to give a mass error of 0.4 on hk)
+    assert main(["approx", "hk-kl-gauss-1d", "--method", "svgd", "--set", "n_particles=20"]) == 2
+    assert "beta = 1" in capsys.readouterr().err
+    assert main(["approx", "wfr-kl-gauss-1d", "--method", "lambda-fr", "--set", "n_particles=20"]) == 2
+    assert "alpha = 1" in capsys.readouterr().err
 
 
 def test_lambda_fr_with_reused_reference_writes_split_and_particles(tmp_path, reference):
@@ -75,19 +91,29 @@ def test_lambda_fr_with_reused_reference_writes_split_and_particles(tmp_path, re
     assert np.allclose(data["w"].sum(1), data["w"][0].sum(), rtol=1e-12)
 
 
+# the geometry each method approximates: W-type methods refuse β ≠ 0, fixed-particle FR ones α ≠ 0
+GEOMETRY = {"lambda-fr": ["--set", "alpha=0"], "svgd": ["--set", "beta=0"], "lambda-stein": ["--set", "beta=0"],
+            "mmd-flow": ["--set", "beta=0"]}
+
+
 @pytest.fixture(scope="module")
 def mixture_reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mixref")
-    assert main(["solve", "wfr-kl-mixture-1d", "--set", "n=120", "--set", "tau=0.02", "--set", "T=0.5", "--out", str(out),
-                 "--quiet", "--no-xdmf", "--no-plots"]) == 0
-    return out
+    refs = {}
+    for key, extra in (("wfr", []), ("w", ["--set", "beta=0"]), ("fr", ["--set", "alpha=0"])):
+        out = tmp_path_factory.mktemp(f"mixref-{key}")
+        assert main(["solve", "wfr-kl-mixture-1d", "--set", "n=120", "--set", "tau=0.02", "--set", "T=0.5", *extra,
+                     "--out", str(out), "--quiet", "--no-xdmf", "--no-plots"]) == 0
+        refs[tuple(extra)] = out
+    return refs
 
 
 @pytest.mark.parametrize("method", ["lambda-fr", "svgd", "lambda-stein", "lambda-wfr", "mmd-flow", "birth-death", "smc-wfr"])
 def test_every_method_runs_against_a_reused_reference(tmp_path, mixture_reference, method):
     out = tmp_path / method
+    geometry = GEOMETRY.get(method, [])
     rc = main(["approx", "wfr-kl-mixture-1d", "--method", method, "--set", "n_particles=60", "--set", "dt=0.05",
-               "--set", "T=0.5", "--reference", str(mixture_reference), "--out", str(out), "--quiet"])
+               "--set", "T=0.5", *geometry, "--reference", str(mixture_reference[tuple(geometry)]), "--out", str(out),
+               "--quiet"])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == method and [s["t"] for s in summary["snapshots"]] == [0.0, 0.25, 0.5]

@@ -21,6 +21,12 @@ from pdeflow.exact.gaussian import GaussianFlow
 from pdeflow.geometry import Flow
 from pdeflow.problem import Domain, Gaussian, GaussianMixture, box_quadrature, initial_density
 
+
+def _transport_only(problem):
+    """The case with β = 0: the W-geometry methods (svgd, lambda-stein, mmd-flow) refuse a reaction
+    they do not approximate."""
+    return problem.with_changes(flow=Flow(problem.flow.alpha, 0.0, problem.flow.spherical))
+
 # --- building blocks ------------------------------------------------------------------------------
 
 
@@ -121,7 +127,7 @@ def test_krr_dense_and_cg_paths_agree():
 def test_svgd_bilinear_matches_moment_ode():
     # wfr-kl-gauss-2d on a box so large that no particle comes near it (the ODE lives on R^2)
     # and that the truncated initial mass M0 is 1 to round-off.
-    problem = get_case("wfr-kl-gauss-2d").with_changes(domain=Domain((-20.0, -20.0), (20.0, 20.0)))
+    problem = _transport_only(get_case("wfr-kl-gauss-2d").with_changes(domain=Domain((-20.0, -20.0), (20.0, 20.0))))
     traj = run_approximation(problem, "svgd", MethodParams(n_particles=50, kernel="bilinear",
                                                            extra={"integrator": "ivp"}))
     pi = problem.target.components[0]
@@ -153,7 +159,7 @@ def test_svgd_bilinear_matches_moment_ode():
 
 
 def test_mmd_flow_energy_kernel_follows_quantile_ode():
-    problem = get_case("wfr-kl-mixture-1d")  # bimodal target, α = 1, ρ0 with mass exactly 1
+    problem = _transport_only(get_case("wfr-kl-mixture-1d"))  # bimodal target, α = 1, ρ0 with mass exactly 1
     N = 200
     traj = run_approximation(problem, "mmd-flow", MethodParams(
         n_particles=N, kernel="energy", extra={"integrator": "ivp", "exact_target": True}))
@@ -199,7 +205,7 @@ def test_mmd_gaussian_exact_target_matches_quadrature():
 
 
 def test_mmd_flow_samples_and_noise_decrease_the_energy():
-    problem = get_case("wfr-kl-gauss-1d").with_changes(T=0.5)
+    problem = _transport_only(get_case("wfr-kl-gauss-1d").with_changes(T=0.5))
     for extra in ({}, {"noise": 0.05}, {"target_quantiles": True}):
         traj = run_approximation(problem, "mmd-flow", MethodParams(n_particles=100, dt=0.02, extra=extra))
         assert traj.energy[-1] < 0.8 * traj.energy[0], extra
@@ -334,6 +340,8 @@ def _kde_gaussian_oracle(m0, s0, alpha, beta, h, T):
 @pytest.mark.parametrize("method", ["lambda-stein", "lambda-wfr"])
 def test_kernel_wfr_and_stein_follow_the_gaussian_flow(method):
     problem = get_case("wfr-kl-gauss-1d").with_changes(T=0.25)
+    if method == "lambda-stein":
+        problem = _transport_only(problem)
     h = 0.25
     traj = run_approximation(problem, method, MethodParams(n_particles=200, lam=1e-3, dt=0.01,
                                                            extra={"kde_bandwidth": h}))
@@ -370,7 +378,7 @@ def _energy_distance_to_std_normal(x, w):
 
 
 def test_svgd_moves_towards_the_target():
-    problem = get_case("wfr-kl-gauss-1d").with_changes(T=0.25)
+    problem = _transport_only(get_case("wfr-kl-gauss-1d").with_changes(T=0.25))
     traj = run_approximation(problem, "svgd", MethodParams(n_particles=200, dt=0.01))
     m0, _ = _moments_1d(traj, 0)
     mT, _ = _moments_1d(traj, -1)
@@ -386,7 +394,7 @@ def test_svgd_moves_towards_the_target():
 
 
 def test_svgd_euler_is_first_order_against_ivp():
-    problem = get_case("wfr-kl-gauss-1d").with_changes(T=0.25)
+    problem = _transport_only(get_case("wfr-kl-gauss-1d").with_changes(T=0.25))
     base = MethodParams(n_particles=200, sigma=0.3)
     ivp = {"integrator": "ivp", "rtol": 1e-10, "atol": 1e-10}
     ref = run_approximation(problem, "svgd", base.with_changes(extra=ivp))

@@ -163,7 +163,7 @@ def test_template_unbalanced_weights_are_the_closed_form():
 
 
 def test_template_refuses_transport():
-    with pytest.raises(ValueError, match="alpha = 0"):
+    with pytest.raises(ValueError, match="alpha = 1, a transport it would ignore"):
         run_approximation(get_case("wfr-kl-gauss-1d"), "template-fr", MethodParams(n_particles=10))
     with pytest.raises(ValueError, match="extra"):
         run_approximation(get_case("fr-kl-gauss-1d"), "template-fr", MethodParams(n_particles=10, extra={"x": 1}))

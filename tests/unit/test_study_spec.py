@@ -36,6 +36,7 @@ label = "svgd-N"
 kind = "approx"
 method = "svgd"
 case = "wfr-kl-mixture-1d"
+beta = 0
 n_particles = [100, 300, 1000]
 seeds = 5
 dt = 0.01
@@ -50,7 +51,7 @@ def _base() -> dict:
             {"label": "tau", "kind": "reference", "n": 1600, "tau": {"start": 0.05, "factor": 0.5, "levels": 4}},
             {"label": "h", "kind": "reference", "n": {"start": 50, "factor": 2, "levels": 4},
              "tau": {"tied": "h^2", "coefficient": 1.0}},
-            {"label": "svgd-N", "kind": "approx", "method": "svgd", "case": "wfr-kl-mixture-1d",
+            {"label": "svgd-N", "kind": "approx", "method": "svgd", "case": "wfr-kl-mixture-1d", "beta": 0.0,
              "n_particles": [100, 300, 1000], "seeds": 5, "dt": 0.01, "reference": {"n": 400, "tau": 0.005}},
         ],
     }
@@ -294,18 +295,44 @@ def test_seeds_list_and_swept_method_parameters():
     data = _base()
     g = data["group"][2]
     g.update(seeds=[3, 7], n_particles={"start": 50, "factor": 2, "levels": 3}, lam=[1e-3, 1e-4],
-             extra={"variant": ["stochastic", "weighted"]})
+             extra={"integrator": ["euler", "ivp"]})
     spec = parse_spec(data)
     group = spec.groups[2]
     assert {r["seed"] for r in group.runs} == {3, 7}
     assert len(group.runs) == 3 * 2 * 2 * 2
-    assert group.swept == ("n_particles", "lam", "extra.variant")
+    assert group.swept == ("n_particles", "lam", "extra.integrator")
     assert {r["params"]["n_particles"] for r in group.runs} == {50, 100, 200}
-    assert {r["params"]["extra"]["variant"] for r in group.runs} == {"stochastic", "weighted"}
-    assert group.runs[0]["sweep"] == {"n_particles": 50, "lam": 1e-3, "extra.variant": "stochastic"}
+    assert {r["params"]["extra"]["integrator"] for r in group.runs} == {"euler", "ivp"}
+    assert group.runs[0]["sweep"] == {"n_particles": 50, "lam": 1e-3, "extra.integrator": "euler"}
     # runs do not share mutable params
-    group.runs[0]["params"]["extra"]["variant"] = "changed"
-    assert group.runs[1]["params"]["extra"]["variant"] == "stochastic"
+    group.runs[0]["params"]["extra"]["integrator"] = "changed"
+    assert group.runs[1]["params"]["extra"]["integrator"] == "euler"
+
+
+def test_method_refusing_the_case_fails_at_load():
+    data = _base()
+    del data["group"][2]["beta"]  # svgd on the WFR case would ignore beta = 1
+    with pytest.raises(SpecError, match=r"group\[2\].method: svgd approximates a Wasserstein-type flow"):
+        parse_spec(data)
+
+
+def test_external_method_in_a_spec(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text("def run(problem, params):\n    raise RuntimeError('not run at load')\n")
+    data = _base()
+    data["group"][2].update(method=f"{path}:run", extra={"gamma": [0.5, 1.0]})
+    group = parse_spec(data).groups[2]
+    assert group.method == f"{path}:run" and {r["params"]["extra"]["gamma"] for r in group.runs} == {0.5, 1.0}
+    data["group"][2]["method"] = f"{path}:nope"
+    with pytest.raises(SpecError, match="has no attribute 'nope'"):
+        parse_spec(data)
+
+
+def test_method_keys_are_the_methods_own():
+    data = _base()
+    data["group"][2]["extra"] = {"variant": "weighted"}  # a birth-death key, not an svgd one
+    with pytest.raises(SpecError, match="extra.variant: unknown key; allowed: integrator"):
+        parse_spec(data)
 
 
 def test_default_targets_and_metrics():

@@ -311,3 +311,28 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
         steps=steps,
         info=info,
     )
+
+
+# --- declarations (pdeflow.approx.methods registry) ------------------------------------------------
+from . import MethodDecl, key  # noqa: E402
+
+
+def _refuse(problem, params):
+    if not problem.flow.spherical:
+        return (f"birth-death approximates the spherical (mass-conserving) WFR flow; case {problem.name!r} has an "
+                f"unbalanced (M+) flow")
+    return None
+
+
+DECLARE = {
+    "birth-death": MethodDecl(
+        name="birth-death", summary="kernel birth-death with Langevin moves (Lu-Lu-Nolen 2019)",
+        keys={
+            "variant": key(str, lambda v: v in VARIANTS, "stochastic or weighted"),
+            "bandwidth_rule": key(str, lambda v: v in ("silverman", "median"), "silverman or median"),
+            "ess_threshold": key(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+            "resampling": key(str, lambda v: v in ("systematic", "multinomial"), "systematic or multinomial"),
+        },
+        uses=("n_particles", "sigma", "dt", "seed"),
+        continuum=lambda problem, params: ("kde-wfr", {"sigma": params.sigma}), refuse=_refuse),
+}

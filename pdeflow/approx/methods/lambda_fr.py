@@ -298,3 +298,26 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
         info=info,
         energy=energy,
     )
+
+
+# --- declarations (pdeflow.approx.methods registry) ------------------------------------------------
+from . import MethodDecl, key, refuse_unless_reaction  # noqa: E402
+
+
+def _lambda_fr_continuum(problem, params):
+    if params.xi != "a":
+        raise ValueError(f"lambda-fr with xi = {params.xi!r} (KDE first variation) has no mesh continuum yet; "
+                         "use xi = 'a' or give --continuum")
+    return "lambda-fr", {"kernel": params.kernel, "sigma": params.sigma, "lam": params.lam}
+
+
+DECLARE = {
+    "lambda-fr": MethodDecl(
+        name="lambda-fr", summary="kernel-approximate Fisher-Rao flow on fixed particles (ZM Prop. 3.3)",
+        keys={
+            "integrator": key(str, lambda v: v in ("mirror", "exact"), "mirror or exact"),
+            "kde_bandwidth": key(float, lambda v: v > 0 and math.isfinite(v), "a positive number"),
+        },
+        uses=("n_particles", "lam", "sigma", "kernel", "dt", "seed", "xi"), continuum=_lambda_fr_continuum,
+        refuse=refuse_unless_reaction("lambda-fr")),
+}

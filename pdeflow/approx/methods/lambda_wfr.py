@@ -126,3 +126,25 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
         info=info,
         energy=None if kind != "c" else np.array(energies),
     )
+
+
+# --- declarations (pdeflow.approx.methods registry) ------------------------------------------------
+from . import MethodDecl, key  # noqa: E402
+
+
+def _refuse(problem, params):
+    if not problem.flow.alpha > 0:
+        return f"lambda-wfr moves particles; case {problem.name!r} has alpha = 0 (use lambda-fr)"
+    return None
+
+
+DECLARE = {
+    "lambda-wfr": MethodDecl(
+        name="lambda-wfr", summary="kernel-approximate WFR flow on moving weighted particles (ZM (5.5)-(5.7))",
+        keys={
+            "integrator": key(str, lambda v: v in ("euler", "lie"), "euler or lie (both: Lie splitting)"),
+            "kde_bandwidth": key(float, lambda v: v > 0 and math.isfinite(v), "a positive number"),
+            "median": key(bool, lambda v: isinstance(v, bool), "true or false"),
+        },
+        uses=("n_particles", "lam", "sigma", "kernel", "dt", "seed", "xi"), continuum=None, refuse=_refuse),
+}

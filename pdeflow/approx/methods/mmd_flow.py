@@ -267,3 +267,30 @@ def _half_energy_distance_1d(x, w, cdf: TruncatedCDF1D, mass: float, order: int 
     vals = (Fmu[:, None] - cdf(pts)) ** 2
     integral = float((0.5 * (b - a)[:, None] * gw[None, :] * vals).sum())
     return 0.5 * 2.0 * mass**2 * integral
+
+
+# --- declarations (pdeflow.approx.methods registry) ------------------------------------------------
+from . import INTEGRATION_TOL_KEYS, MethodDecl, key, refuse_unless_transport  # noqa: E402
+
+
+def _mmd_continuum(problem, params):
+    if float(params.extra.get("noise", 0.0)) != 0:
+        raise ValueError("mmd-flow with noise injection (noise > 0) approximates no declared continuum; "
+                         "set noise = 0 or give --continuum")
+    return "mmd-flow", {"kernel": params.kernel, "sigma": params.sigma}
+
+
+DECLARE = {
+    "mmd-flow": MethodDecl(
+        name="mmd-flow", summary="Wasserstein flow of MMD^2 on particles (Arbel et al. 2019)",
+        keys={
+            "noise": key(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0 (noise injection level)"),
+            "n_target": key(int, lambda v: 2 <= v <= 10**7, "an integer in [2, 1e7]"),
+            "exact_target": key(bool, lambda v: isinstance(v, bool), "true or false"),
+            "target_quantiles": key(bool, lambda v: isinstance(v, bool), "true or false"),
+            "integrator": key(str, lambda v: v in ("euler", "ivp"), "euler or ivp"),
+            **INTEGRATION_TOL_KEYS,
+        },
+        uses=("n_particles", "sigma", "kernel", "dt", "seed"), continuum=_mmd_continuum,
+        refuse=refuse_unless_transport("mmd-flow")),
+}

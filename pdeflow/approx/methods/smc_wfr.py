@@ -241,3 +241,30 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
         steps=steps,
         info=info,
     )
+
+
+# --- declarations (pdeflow.approx.methods registry) ------------------------------------------------
+from . import MethodDecl, key  # noqa: E402
+
+
+def _refuse(problem, params):
+    if not problem.flow.alpha > 0:
+        return f"smc-wfr needs alpha > 0 (the move's transition density is the density estimate); case {problem.name!r} has alpha = 0"
+    if not problem.domain.is_box:
+        return (f"smc-wfr: the reflected-Gaussian transition density is implemented for boxes only; case "
+                f"{problem.name!r} is on the mesh domain {problem.domain.mesh!r}")
+    return None
+
+
+DECLARE = {
+    "smc-wfr": MethodDecl(
+        name="smc-wfr", summary="sequential Monte Carlo for the WFR flow (after Crucinio-Pathiraja)",
+        keys={
+            "move": key(str, lambda v: v in MOVES, "ula or mala"),
+            "ess_threshold": key(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+            "resampling": key(str, lambda v: v in ("systematic", "multinomial"), "systematic or multinomial"),
+        },
+        uses=("n_particles", "dt", "seed"),
+        continuum=lambda problem, params: ("lie-split", {"h": params.dt, "move": params.extra.get("move", "ula")}),
+        refuse=_refuse, dt_in_continuum=True),
+}

@@ -34,6 +34,7 @@ in ivp mode one entry per snapshot interval (bandwidths at its start, number of 
 """
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -170,3 +171,37 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
         info=info,
         energy=None if energies is None else np.array(energies),
     )
+
+
+# --- declarations (pdeflow.approx.methods registry) ------------------------------------------------
+from . import INTEGRATION_TOL_KEYS, MethodDecl, key, refuse_unless_transport  # noqa: E402
+
+_STEIN_KEYS = {
+    "integrator": key(str, lambda v: v in ("euler", "ivp"), "euler or ivp"),
+    "median": key(bool, lambda v: isinstance(v, bool), "true or false (median heuristic recomputed every step)"),
+    **INTEGRATION_TOL_KEYS,
+}
+
+
+def _stein_continuum(problem, params):
+    return "stein", {"kernel": params.kernel, "sigma": params.sigma}
+
+
+def _lambda_stein_continuum(problem, params):
+    out = {"kernel": params.kernel, "sigma": params.sigma, "lam": params.lam}
+    if params.extra.get("kde_bandwidth") is not None:
+        out["kde_bandwidth"] = params.extra["kde_bandwidth"]
+    return "lambda-stein", out
+
+
+DECLARE = {
+    "svgd": MethodDecl(
+        name="svgd", summary="Stein variational gradient descent (Liu & Wang 2016)", keys=_STEIN_KEYS,
+        uses=("n_particles", "sigma", "kernel", "dt", "seed"), continuum=_stein_continuum,
+        refuse=refuse_unless_transport("svgd")),
+    "lambda-stein": MethodDecl(
+        name="lambda-stein", summary="regularized SVGD (R-SVGD, ZM (4.7)) with a KDE score",
+        keys={**_STEIN_KEYS, "kde_bandwidth": key(float, lambda v: v > 0 and math.isfinite(v), "a positive number")},
+        uses=("n_particles", "lam", "sigma", "kernel", "dt", "seed", "xi"), continuum=_lambda_stein_continuum,
+        refuse=refuse_unless_transport("lambda-stein")),
+}

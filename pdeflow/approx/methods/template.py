@@ -117,3 +117,16 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
         info=info,
         energy=np.array(energy),
     )
+
+
+# --- declarations (pdeflow.approx.methods registry): the one place a new method is registered --------
+from . import MethodDecl, refuse_unless_reaction  # noqa: E402
+
+DECLARE = {
+    NAME: MethodDecl(
+        name=NAME, summary="exact Fisher-Rao reweighting of fixed particles (the template for new methods)",
+        keys={},  # method-specific keys: name -> key(type, check, rule); they reach run() in params.extra
+        uses=("n_particles", "seed"),
+        continuum=lambda problem, params: ("flow", {}),  # no kernel, no step: its limit is the true FR flow
+        refuse=refuse_unless_reaction(NAME)),
+}
