@@ -11,6 +11,7 @@ A method declares its continuum (``MethodDecl.continuum``); a user may override 
 ``stein``                 SVGD's mean-field limit at fixed kernel: ∂ρ = α∇·(ρ K_ρ∇log(ρ/π))
 ``lambda-stein``          regularized SVGD: ∂ρ = α∇·(ρ (K_ρ+λ)⁻¹K_ρ∇log(ρ/π))
 ``lambda-fr``             λ-FRk: ∂ρ = −βρ(r − ⟨r⟩), r = (K_ρ+λ)⁻¹K_ρ log(ρ/π)
+``lambda-wfr``            λ-WFR with the KDE first variation: the λ-Stein transport plus the λ-FRk reaction
 ``mmd-flow``              W flow of ½MMD²(·, π̄) with the method's kernel
 ``kde-wfr``               WFR flow with the KDE plug-in first variation log(K_σ*ρ/π) in the reaction
 ``lie-split``             SMC-WFR at fixed step h: Markov move M_h, then the exact FR substep
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from .approx.external import parse_literal
 
-CONTINUUM_NAMES = ("flow", "stein", "lambda-stein", "lambda-fr", "mmd-flow", "kde-wfr", "lie-split")
+CONTINUUM_NAMES = ("flow", "stein", "lambda-stein", "lambda-fr", "lambda-wfr", "mmd-flow", "kde-wfr", "lie-split")
 
 
 class ContinuumError(ValueError):
@@ -48,6 +49,32 @@ def parse_continuum(text: str) -> tuple:
         except ValueError as exc:
             raise ContinuumError(f"--continuum {text!r}: {key.strip()}: {exc}") from None
     return name, params
+
+
+# the continuum parameters that a method's own parameters fill in where the continuum was named
+# without them ("stein" from an external method's declaration, or --continuum stein)
+FROM_METHOD_PARAMS = {
+    "flow": (),
+    "stein": ("kernel", "sigma"),
+    "lambda-stein": ("kernel", "sigma", "lam", "kde_bandwidth"),
+    "lambda-fr": ("kernel", "sigma", "lam"),
+    "lambda-wfr": ("kernel", "sigma", "lam", "kde_bandwidth"),
+    "mmd-flow": ("kernel", "sigma"),
+    "kde-wfr": ("sigma",),
+    "lie-split": ("h",),
+}
+
+
+def fill_from_params(name: str, cparams: dict, params) -> dict:
+    """cparams with the keys of FROM_METHOD_PARAMS[name] it lacks taken from the method parameters
+    (h from dt, kde_bandwidth from params.extra); None values are left out."""
+    out = dict(cparams)
+    source = {"kernel": params.kernel, "sigma": params.sigma, "lam": params.lam, "h": params.dt,
+              "kde_bandwidth": params.extra.get("kde_bandwidth")}
+    for key in FROM_METHOD_PARAMS.get(name, ()):
+        if key not in out and source.get(key) is not None:
+            out[key] = source[key]
+    return out
 
 
 def describe(name: str, params: dict) -> str:

@@ -126,20 +126,31 @@ class SpectralNull:
         return float((1 + exceed) / (self.draws.size + 1))
 
 
+def prepare_reference(reference: dict, scales) -> list:
+    """[(MeshMeasure, SpectralNull)] per snapshot: the part of a check that depends on the reference
+    only (reused when many particle sets are checked against one reference)."""
+    out = []
+    for k in range(len(reference["rho"])):
+        measure = MeshMeasure(reference["x"], reference["rho"][k], reference["m"], scales)
+        out.append((measure, SpectralNull(measure)))
+    return out
+
+
 def check_particles_against(problem, t, x, w, reference: dict, scales, alpha: float = 0.01,
-                            reference_error: list = None) -> dict:
+                            reference_error: list = None, prepared: list = None) -> dict:
     """The test of the module docstring; ``reference`` has t, x, rho (n_snap × N_v), m.
-    ``reference_error``: ε_ref per snapshot (RKHS norm of the sum kernel), or None."""
+    ``reference_error``: ε_ref per snapshot (RKHS norm of the sum kernel), or None.
+    ``prepared``: :func:`prepare_reference` of the same reference and scales, or None."""
     if not (0 < alpha < 1):
         raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
     K = len(t)
+    prepared = prepare_reference(reference, scales) if prepared is None else prepared
     rows, reasons = [], []
     for k in range(K):
-        measure = MeshMeasure(reference["x"], reference["rho"][k], reference["m"], scales)
+        measure, null = prepared[k]
         wk = w[k]
         n_eff = float(wk.sum() ** 2 / np.dot(wk, wk))
         s = measure.mmd2(x[k], wk)
-        null = SpectralNull(measure)
         mean, sd = null.moments(n_eff)
         var = sd * sd
         p = null.pvalue(s, n_eff)

@@ -87,6 +87,15 @@ def resolve(problem, method, params, continuum=None) -> tuple:
         params = params.with_changes(sigma=sigma)
         notes.append(f"sigma fixed at {sigma:g} (median heuristic of {SIGMA_DRAW} draws of rho0) for the method "
                      f"and its continuum: a per-run heuristic would change the continuum with N")
+    for key in decl.fixed_for_verify:
+        if params.extra.get(key) is None:
+            from ..approx import initial_particles
+
+            x0, _ = initial_particles(problem, SIGMA_DRAW, seed=987654321)
+            value = round(median_bandwidth(x0), 4)
+            params = params.with_changes(extra={**params.extra, key: value})
+            notes.append(f"{key} fixed at {value:g} (median heuristic of {SIGMA_DRAW} draws of rho0): a per-step "
+                         "heuristic has no fixed continuum")
     if continuum is None:
         if decl.continuum is None:
             raise VerifyError(f"method {decl.name} declares no continuum; give --continuum NAME[:key=value,...]")
@@ -108,7 +117,9 @@ def resolve(problem, method, params, continuum=None) -> tuple:
                 dname, dparams = None, {}
             if dname == name:
                 cparams = {**dparams, **cparams}
-    cparams = {k: v for k, v in cparams.items() if v is not None}
+    from ..continua import fill_from_params
+
+    cparams = fill_from_params(name, {k: v for k, v in cparams.items() if v is not None}, params)
     return decl, params, (name, cparams), notes
 
 
@@ -125,6 +136,15 @@ def solve_continuum_pair(problem, name: str, cparams: dict, n: int, comm) -> dic
         fine = continua.solve(problem, name, cparams, n, comm=comm)
         coarse = continua.solve(problem, name, cparams, n // 2, comm=comm)
     return {"fine": fine, "coarse": coarse}
+
+
+def decide(r_lo: float, r_hi: float, tol: float) -> str:
+    """The verdict from the 95 % interval [r_lo, r_hi] of the extrapolated residual and the tolerance."""
+    if r_lo > tol:
+        return "inconsistent"
+    if r_hi <= tol:
+        return "consistent"
+    return "inconclusive"
 
 
 def extrapolation_weights(N, dt, use_dt: bool) -> np.ndarray:
@@ -268,18 +288,13 @@ def verify_method(problem, method, params, continuum=None, plan="standard", rtol
     R_lo, R_hi = float(np.percentile(Rb, 2.5)), float(np.percentile(Rb, 97.5))
     tol = max(rtol * motion, 2.0 * eps_total)
     where = "N -> inf" + (", dt -> 0" if uses_dt else "")
-    if R_lo > tol:
-        status = "inconsistent"
-        summary = (f"residual {R:.3e} [{R_lo:.3e}, {R_hi:.3e}] ({where}) exceeds the tolerance {tol:.3e} "
-                   f"(rtol {rtol:g} x motion {motion:.3e}; reference error {eps_total:.2e})")
-    elif R_hi <= tol:
-        status = "consistent"
-        summary = (f"residual {R:.3e} [{R_lo:.3e}, {R_hi:.3e}] ({where}) within the tolerance {tol:.3e} "
-                   f"(rtol {rtol:g} x motion {motion:.3e}; reference error {eps_total:.2e})")
-    else:
-        status = "inconclusive"
-        summary = (f"residual {R:.3e} [{R_lo:.3e}, {R_hi:.3e}] ({where}) straddles the tolerance {tol:.3e}: the sweep "
-                   f"cannot resolve it (use a larger --plan)")
+    status = decide(R_lo, R_hi, tol)
+    interval = f"residual {R:.3e} [{R_lo:.3e}, {R_hi:.3e}] ({where})"
+    basis = f"(rtol {rtol:g} x motion {motion:.3e}; reference error {eps_total:.2e})"
+    summary = {"inconsistent": f"{interval} exceeds the tolerance {tol:.3e} {basis}",
+               "consistent": f"{interval} within the tolerance {tol:.3e} {basis}",
+               "inconclusive": f"{interval} straddles the tolerance {tol:.3e}: the sweep cannot resolve it "
+                               f"(use a larger --plan)"}[status]
 
     fluct = np.maximum(E.mean(axis=1) - bias2, 1e-300)
     n_rows = [ci for ci in range(C) if configs[ci][1] == params.dt]

@@ -19,6 +19,10 @@ The continua (equation; discretization):
     ``kde_bandwidth`` h, G = ∇log(K_h*ρ) − ∇log π by kernel sums (stein.py's KDE kind 'b'); β ignored.
 ``lambda-fr`` — λ-FRk (ZM Prop. 3.3, MATH §2.3 (b), §5.3 item 4):
     ∂_tρ = −βρ(r − ⟨r⟩_ρ),  r = (K_ρ + λ)⁻¹K_ρ log(ρ/π)  (no mean on M+);  α ignored.
+``lambda-wfr`` — λ-WFR with the KDE first variation at fixed k, λ and KDE bandwidth h (ZM (5.5)–(5.7),
+    MATH §2.3 (b); :mod:`pdeflow.approx.methods.lambda_wfr`, kind 'b'):
+    ∂_tρ = α∇·(ρv) − βρ(r − c),  v = (K_ρ + λ)⁻¹K_ρ G,  r = (K_ρ + λ)⁻¹K_ρ ξ̂,  c = ⟨r⟩_ρ on P, 0 on M+,
+    ξ̂ = log((K_h*ρ)/π), G = ∇log(K_h*ρ) − ∇log π, K_h the normalized Gaussian (kde_first_variation).
 ``mmd-flow`` — W flow of ½MMD²_k(·, π̄) (MATH §5.2; :mod:`pdeflow.approx.methods.mmd_flow`):
     ∂_tρ = α∇·(ρ∇f),  f(z) = Σ_j m_j(ρ_j − π̄_j) k(x_j, z),  π̄ = π|_Ω scaled to the mass of ρ0.
 ``kde-wfr`` — birth–death + Langevin at fixed KDE bandwidth σ (MATH §5.5; :mod:`.birth_death`):
@@ -39,6 +43,8 @@ becomes diffusion-stiff, ≈ α/h², and the explicit method then takes stabilit
 pointwise with the vertex-quadrature KDE, BDF with the analytic Jacobian (stiff).  ``lie-split``:
 the W substep as a dense Markov matrix on the vertices (columns renormalized to exact mass), the FR
 substep exact at the nodes.  ``lambda-fr`` is :func:`~pdeflow.fem.nonlocal_flows.solve_lambda_frk_mesh`.
+``lambda-wfr``: the lambda-stein KDE-score transport (nodal flux) plus the pointwise λ-FRk reaction
+with the vertex-quadrature KDE ξ̂, one KRR (vertex Gram matrix built once) per right-hand side, DOP853 in ρ.
 
 The mesh is built on MPI.COMM_SELF on every rank (the dense N_v × N_v kernel algebra is global
 anyway, ≤ DENSE_VERTEX_LIMIT vertices), so every rank returns the same result; ``comm`` is only used
@@ -57,7 +63,8 @@ from scipy.integrate import solve_ivp
 
 from ..approx.kernels import KERNELS, Kernel
 from ..approx.methods.birth_death import grad_log_target as grad_log_target_fd
-from ..approx.methods.lambda_fr import SCALE_FREE, grad_log_target, time_grid
+from ..approx.krr import krr, krr_dissipation
+from ..approx.methods.lambda_fr import SCALE_FREE, grad_log_target, log_heat_normalizer, reaction_shift, time_grid
 from ..approx.methods.smc_wfr import log_transition
 from ..geometry import Flow
 from ..problem import Problem, initial_density, integrate
@@ -65,7 +72,7 @@ from . import compat
 from .nonlocal_flows import DENSE_VERTEX_LIMIT, STEIN_FLUXES, LambdaSteinMesh, solve_lambda_frk_mesh
 from .space import P1Space
 
-CONTINUA = ("stein", "lambda-stein", "lambda-fr", "mmd-flow", "kde-wfr", "lie-split")
+CONTINUA = ("stein", "lambda-stein", "lambda-fr", "lambda-wfr", "mmd-flow", "kde-wfr", "lie-split")
 
 _KERNEL = (str, "gaussian", "kernel k of the method: " + ", ".join(KERNELS))
 _SIGMA = (float, None, "bandwidth l of k (required unless the kernel is scale-free: " + ", ".join(SCALE_FREE) + ")")
@@ -87,6 +94,13 @@ CONTINUUM_KEYS = {
         "sigma": (float, None, _SIGMA[2][:-1] + "; not used when lam = 0)"),
         "lam": _LAM,
     },
+    "lambda-wfr": {
+        "kernel": _KERNEL,
+        "sigma": (float, None, _SIGMA[2][:-1] + "; not used when lam = 0)"),
+        "lam": _LAM,
+        "kde_bandwidth": (float, None, "bandwidth h of the normalized Gaussian KDE K_h of xi = log(K_h*rho/pi) and "
+                                       "G = grad log(K_h*rho) - grad log pi (lambda_wfr.py kind 'b'; required)"),
+    },
     "mmd-flow": {"kernel": _KERNEL, "sigma": _SIGMA},
     "kde-wfr": {"sigma": (float, None, "bandwidth sigma of the normalized Gaussian KDE kernel K_sigma (required)")},
     "lie-split": {
@@ -101,6 +115,9 @@ CONTINUUM_EQUATIONS = {
     "lambda-stein": "d_t rho = alpha div(rho (K_rho + lam)^-1 K_rho G), G = grad log(rho/pi) or "
                     "grad log(K_h*rho) - grad log pi (ZM (4.7), MATH 2.3 (b))",
     "lambda-fr": "d_t rho = -beta rho (r - <r>), r = (K_rho + lam)^-1 K_rho log(rho/pi) (ZM Prop. 3.3, MATH 5.3 item 4)",
+    "lambda-wfr": "d_t rho = alpha div(rho v) - beta rho (r - c), v = (K_rho + lam)^-1 K_rho G, r = (K_rho + lam)^-1 "
+                  "K_rho xi, xi = log(K_h*rho/pi), G = grad log(K_h*rho) - grad log pi, c = <r>_rho on P, 0 on M+ "
+                  "(ZM (5.5)-(5.7), MATH 2.3 (b))",
     "mmd-flow": "d_t rho = alpha div(rho grad f), f = K(rho - pibar), pibar = pi|Omega scaled to the mass of rho0 (MATH 5.2)",
     "kde-wfr": "d_t rho = alpha div(rho grad log(rho/pi)) - beta rho (xi_s - <xi_s>_rho), xi_s = log(K_sigma*rho/pi) (MATH 5.5)",
     "lie-split": "per step h: rho' = sum_j m_j rho_j M_h(x_j, .) (reflected ULA), rho'' = rho'^a pi^(1-a), "
@@ -165,6 +182,8 @@ def resolve_params(name: str, params: dict) -> dict:
         raise ValueError(f"{name}: parameter 'lam' must be >= 0, got {out['lam']!r}")
     if out.get("kde_bandwidth") is not None and not out["kde_bandwidth"] > 0:
         raise ValueError(f"{name}: parameter 'kde_bandwidth' must be > 0, got {out['kde_bandwidth']!r}")
+    if name == "lambda-wfr" and out["kde_bandwidth"] is None:
+        raise ValueError("lambda-wfr: parameter 'kde_bandwidth' (the KDE bandwidth h of the first variation) is required")
     if "flux" in out and out["flux"] not in STEIN_FLUXES:
         raise ValueError(f"{name}: parameter 'flux' must be one of {', '.join(STEIN_FLUXES)}, got {out['flux']!r}")
     if name == "lie-split":
@@ -465,6 +484,108 @@ def _solve_lambda_fr(problem: Problem, p: dict, n: int, rtol: float) -> dict:
     return out
 
 
+class LambdaWfrMesh:
+    """Right-hand side of the mesh λ-WFR system (see :func:`_solve_lambda_wfr`): the particle
+    velocity and growth of lambda_wfr.py with the particles at the vertices and weights w = m∘ρ."""
+
+    def __init__(self, problem: Problem, V: _Vertices, p: dict):
+        flow = problem.flow
+        self.V, self.alpha, self.beta, self.spherical = V, flow.alpha, flow.beta, flow.spherical
+        self.lam, self.kernel = p["lam"], _kernel(p)
+        # λ-Stein's nodal-flux transport operators and the vertex Gram matrix of k (built once)
+        self.system = LambdaSteinMesh(V.space, V.log_pi, self.kernel, self.lam, self.alpha)
+        self.kde = _KernelSums(Kernel("gaussian", p["kde_bandwidth"]), V.x)
+        self.log_norm = log_heat_normalizer(p["kde_bandwidth"], V.dim)
+        self.score = grad_log_target(problem)(V.x) if self.alpha > 0 else None  # fixed points: once
+        self.n_rejected = 0  # trial states with ρ ≤ 0 somewhere (rejected by returning NaN)
+
+    def fields(self, rho: np.ndarray) -> dict:
+        """G, v (transport, α > 0) and ξ̂, r, c (reaction, β > 0) at the vertices, w = m∘ρ:
+        ξ̂_i = log Σ_j K_h(x_i − x_j)w_j − log π_i, G = kde_score, and the KRR fits
+        v, r = 𝖪𝖶(𝖪𝖶 + λI)⁻¹(G, ξ̂) in one factorization (λ = 0: v = G, r = ξ̂)."""
+        V = self.V
+        w = V.m * rho
+        out = {"w": w}
+        cols = []
+        if self.alpha > 0:
+            out["G"] = kde_score(self.kde, w, self.score)
+            cols.append(out["G"])
+        if self.beta > 0:
+            out["xi"] = np.log(self.kde.apply(w)) + self.log_norm - V.log_pi
+            cols.append(out["xi"][:, None])
+        if not cols:
+            return out
+        f = np.column_stack(cols)
+        fit = krr(self.kernel, V.x, w, f, self.lam, gram=self.system.gram) if self.lam > 0 else f
+        if self.alpha > 0:
+            out["v"] = fit[:, : V.dim]
+        if self.beta > 0:
+            out["r"] = fit[:, -1]
+            out["c"] = reaction_shift(w, out["r"], self.spherical)
+        return out
+
+    def rate(self, rho: np.ndarray, f: dict) -> np.ndarray:
+        """ρ̇ = −(α/m)Σ_k C_kᵀ(ρ∘v_k) − βρ(r − c)."""
+        out = self.system.rate(rho, f["v"]) if self.alpha > 0 else np.zeros_like(rho)
+        if self.beta > 0:
+            out = out - self.beta * rho * (f["r"] - f["c"])
+        return out
+
+    def rhs(self, _t, rho):
+        if not np.all(rho > 0):  # log(K_h*ρ) and the KRR weights need ρ > 0: reject the trial step
+            self.n_rejected += 1
+            return np.full_like(rho, np.nan)
+        return self.rate(rho, self.fields(rho))
+
+
+def _solve_lambda_wfr(problem: Problem, p: dict, n: int, rtol: float) -> dict:
+    """λ-WFR (kernel-approximate WFR, ZM (5.5)–(5.7); MATH §2.3 (b)) with the KDE first variation,
+    the mean-field limit of lambda_wfr.py at fixed k, λ and KDE bandwidth h (kind 'b'):
+
+        ∂_tρ = α∇·(ρv) − βρ(r − c),  v = (K_ρ + λ)⁻¹K_ρ G,  r = (K_ρ + λ)⁻¹K_ρ ξ̂,
+        ξ̂ = log((K_h*ρ)/π),  G = ∇log(K_h*ρ) − ∇log π,  c = ⟨r⟩_ρ on P, 0 on M+,
+
+    every kernel sum by the vertex quadrature (weights m_jρ_j, K_h the normalized Gaussian, self
+    term included, as kde_first_variation), the KRR by krr with the vertex Gram matrix.  Transport:
+    the nodal-flux form of lambda-stein (exact mass, no flux); reaction: pointwise, with
+    Σ_i m_iρ_i(r_i − c) = 0 on P.  Integrated in ρ by DOP853 to ``rtol`` — the time-continuous
+    limit of the particle method's first-order Lie splitting.  ξ̂ is not the first variation of an
+    energy, so no ``energy`` is recorded; ``kl_rate`` is −d/dt of the lumped KL (exact
+    semi-discrete), ``dissipation_transport`` Σ w G·v and ``dissipation_reaction`` Σ w ξ̂ r as
+    lambda_wfr.py records them per step (not scaled by α, β)."""
+    lam, h_kde = p["lam"], p["kde_bandwidth"]
+    V = _Vertices(problem, n, "lambda-wfr")
+    system = LambdaWfrMesh(problem, V, p)
+    times = problem.snapshot_times()
+    try:
+        sol, atol = _integrate(system.rhs, V.rho0, times, rtol, what="lambda-wfr")
+    except RuntimeError as exc:
+        if not system.n_rejected:
+            raise
+        raise RuntimeError(f"{exc}; the density was driven to non-positive values {system.n_rejected} times (the "
+                           "nodal-flux transport is not positivity-preserving where the KDE force is not resolved "
+                           "by the mesh): refine the mesh or increase lam or kde_bandwidth") from None
+    snaps = list(sol.y.T)
+    if not all(np.all(r > 0) for r in snaps):
+        raise RuntimeError("lambda-wfr: the density became non-positive at a snapshot")
+    kl_rate, d_transport, d_reaction = [], [], []
+    for rho in snaps:
+        f = system.fields(rho)
+        kl_rate.append(-float(np.dot(V.m * (np.log(rho) - V.log_pi), system.rate(rho, f))))
+        d_transport.append(krr_dissipation(f["w"], f["G"], f["v"]) if "v" in f else 0.0)
+        d_reaction.append(krr_dissipation(f["w"], f["xi"], f["r"]) if "r" in f else 0.0)
+    out = V.output("lambda-wfr", times, snaps, problem, {
+        "kernel": p["kernel"], "sigma": _bandwidth(p) if lam > 0 else None, "lam": lam, "kde_bandwidth": h_kde,
+        "xi": "b (KDE plug-in log(K_h*rho/pi), normalized Gaussian K_h, vertex quadrature)", "flux": "nodal",
+        "integrator": f"{ODE_METHOD} (scipy solve_ivp) in rho", "rtol": rtol, "atol": atol,
+        "n_rhs_evaluations": int(sol.nfev),
+        "energy": "none (the KDE first variation is not the gradient of an energy); kl is the lumped KL"})
+    out["kl_rate"] = np.array(kl_rate)
+    out["dissipation_transport"] = np.array(d_transport)
+    out["dissipation_reaction"] = np.array(d_reaction)
+    return out
+
+
 def _solve_mmd_flow(problem: Problem, p: dict, n: int, rtol: float) -> dict:
     """Wasserstein flow of ½MMD²_k(·, π̄) (Arbel et al. 2019; MATH §5.2):
 
@@ -695,6 +816,7 @@ _SOLVERS = {
     "stein": _solve_stein,
     "lambda-stein": _solve_lambda_stein,
     "lambda-fr": _solve_lambda_fr,
+    "lambda-wfr": _solve_lambda_wfr,
     "mmd-flow": _solve_mmd_flow,
     "kde-wfr": _solve_kde_wfr,
     "lie-split": _solve_lie_split,

@@ -115,3 +115,37 @@ def test_approx_under_mpi_matches_serial(tmp_path_factory):
             for k, v in a["reference"]["mmd_gaussian"].items():
                 assert v == pytest.approx(b["reference"]["mmd_gaussian"][k], rel=1e-8, abs=1e-12)
     COMM.barrier()
+
+
+def test_approx_with_reused_reference_does_not_hang(tmp_path_factory):
+    """`mpirun -n 2 pdeflow approx ... --reference DIR` used to hang: rank 0 alone imported
+    pdeflow.fem.io (petsc4py's start-up is collective).  Now every rank returns 0."""
+    from pdeflow.cli import main
+
+    base = COMM.bcast(str(tmp_path_factory.mktemp("reuse")) if COMM.rank == 0 else None, root=0)
+    assert main(["solve", "fr-kl-gauss-1d", "--set", "n=60", "--set", "tau=0.05", "--out", f"{base}/ref", "--quiet",
+                 "--no-xdmf", "--no-plots"]) == 0
+    rc = main(["approx", "fr-kl-gauss-1d", "--method", "template-fr", "--set", "n_particles=40", "--reference",
+               f"{base}/ref", "--out", f"{base}/run", "--quiet", "--no-plots"])
+    assert COMM.allgather(rc) == [0] * COMM.size
+
+
+def test_verify_under_mpi_matches_serial(tmp_path_factory):
+    """`pdeflow verify` under mpirun: the runs of the sweep are split over the ranks and gathered;
+    the verdict and the fitted residual equal those of a serial run (same seeds, same features)."""
+    from pdeflow.approx import MethodParams
+    from pdeflow.assess.verify import verify_method
+    from pdeflow.cli import main
+
+    base = COMM.bcast(str(tmp_path_factory.mktemp("verify")) if COMM.rank == 0 else None, root=0)
+    rc = main(["verify", "fr-kl-gauss-1d", "--method", "template-fr", "--plan", "quick", "--out", f"{base}/v",
+               "--quiet", "--no-plots"])
+    assert COMM.allgather(rc) == [rc] * COMM.size
+    if COMM.rank == 0:
+        par = json.load(open(f"{base}/v/summary.json"))["verdict"]
+        serial = verify_method(get_case("fr-kl-gauss-1d"), "template-fr", MethodParams(), plan="quick",
+                               comm=MPI.COMM_SELF)["verdict"]
+        assert par["status"] == serial["status"] == "consistent"
+        assert par["evidence"]["fit"]["A0"] == pytest.approx(serial["evidence"]["fit"]["A0"], rel=1e-8, abs=1e-12)
+        assert par["evidence"]["mpi_size"] == COMM.size
+    COMM.barrier()

@@ -89,6 +89,8 @@ class MethodDecl:
     continuum: Optional[Callable] = None
     refuse: Optional[Callable] = None
     dt_in_continuum: bool = False
+    # extra keys that default to a per-run heuristic (a bandwidth): a verification fixes them first
+    fixed_for_verify: tuple = ()
     run: Optional[Callable] = None  # (problem, params) → result; built-ins are wrapped
     source: str = "built-in"
 

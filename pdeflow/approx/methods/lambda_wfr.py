@@ -138,6 +138,16 @@ def _refuse(problem, params):
     return None
 
 
+def _continuum(problem, params):
+    if params.extra.get("kde_bandwidth") is None:
+        raise ValueError("lambda-wfr with the per-step median KDE bandwidth approximates no fixed continuum; "
+                         "set kde_bandwidth")
+    if params.xi == "c":
+        raise ValueError("lambda-wfr with the blob first variation (xi = 'c') has no mesh continuum; use xi = 'b'")
+    return "lambda-wfr", {"kernel": params.kernel, "sigma": params.sigma, "lam": params.lam,
+                          "kde_bandwidth": params.extra["kde_bandwidth"]}
+
+
 DECLARE = {
     "lambda-wfr": MethodDecl(
         name="lambda-wfr", summary="kernel-approximate WFR flow on moving weighted particles (ZM (5.5)-(5.7))",
@@ -146,5 +156,6 @@ DECLARE = {
             "kde_bandwidth": key(float, lambda v: v > 0 and math.isfinite(v), "a positive number"),
             "median": key(bool, lambda v: isinstance(v, bool), "true or false"),
         },
-        uses=("n_particles", "lam", "sigma", "kernel", "dt", "seed", "xi"), continuum=None, refuse=_refuse),
+        uses=("n_particles", "lam", "sigma", "kernel", "dt", "seed", "xi"), continuum=_continuum, refuse=_refuse,
+        fixed_for_verify=("kde_bandwidth",)),
 }

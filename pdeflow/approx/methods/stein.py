@@ -188,6 +188,9 @@ def _stein_continuum(problem, params):
 
 
 def _lambda_stein_continuum(problem, params):
+    if params.extra.get("kde_bandwidth") is None:
+        raise ValueError("lambda-stein with the per-step median KDE bandwidth approximates no fixed continuum; "
+                         "set kde_bandwidth")
     out = {"kernel": params.kernel, "sigma": params.sigma, "lam": params.lam}
     if params.extra.get("kde_bandwidth") is not None:
         out["kde_bandwidth"] = params.extra["kde_bandwidth"]
@@ -203,5 +206,5 @@ DECLARE = {
         name="lambda-stein", summary="regularized SVGD (R-SVGD, ZM (4.7)) with a KDE score",
         keys={**_STEIN_KEYS, "kde_bandwidth": key(float, lambda v: v > 0 and math.isfinite(v), "a positive number")},
         uses=("n_particles", "lam", "sigma", "kernel", "dt", "seed", "xi"), continuum=_lambda_stein_continuum,
-        refuse=refuse_unless_transport("lambda-stein")),
+        refuse=refuse_unless_transport("lambda-stein"), fixed_for_verify=("kde_bandwidth",)),
 }
