@@ -91,6 +91,23 @@ METHOD_HELP = ("a built-in method (`pdeflow methods`), package.module:function, 
                "plug-in of the entry-point group pdeflow.methods")
 
 
+def _declared_continuum_name(decl) -> str:
+    if decl.continuum is None:
+        return "none declared (give --continuum)"
+    from .approx.methods import MethodParams
+    from .cases import get_case
+
+    try:  # the name does not depend on the case for the built-ins; show it for a case the method accepts
+        for case in ("w-kl-gauss-1d", "fr-kl-gauss-1d", "wfr-kl-gauss-1d"):
+            problem = get_case(case)
+            params = MethodParams(sigma=1.0, extra={k: 1.0 for k in decl.fixed_for_verify})
+            if decl.refuse is None or not decl.refuse(problem, params):
+                return decl.continuum(problem, params)[0] + (" (depends on dt)" if decl.dt_in_continuum else "")
+    except ValueError as exc:
+        return f"conditional: {exc}"
+    return "declared"
+
+
 def _methods_table(as_json: bool) -> str:
     from .approx.external import plugin_names
     from .approx.methods import BROKEN, DECLARATIONS
@@ -99,14 +116,17 @@ def _methods_table(as_json: bool) -> str:
     for name, decl in DECLARATIONS.items():
         rows.append({"name": name, "summary": decl.summary, "uses": list(decl.uses),
                      "keys": {k: key.rule for k, key in (decl.keys or {}).items()},
-                     "continuum": "declared" if decl.continuum else "none (give --continuum)"})
+                     "defaults": dict(decl.defaults or {}),
+                     "continuum": _declared_continuum_name(decl)})
     if as_json:
         return json.dumps({"methods": rows, "plugins": plugin_names(), "broken": BROKEN}, indent=1)
     lines = []
     for r in rows:
         lines.append(f"{r['name']:<13} {r['summary']}")
         lines.append(f"{'':<13} uses: {', '.join(r['uses'])}; own keys: "
-                     + (", ".join(f"{k} ({v})" for k, v in r["keys"].items()) or "none"))
+                     + (", ".join(f"{k} ({v}; default {r['defaults'].get(k, 'unset')})" for k, v in r["keys"].items())
+                        or "none"))
+        lines.append(f"{'':<13} continuum: {r['continuum']}")
     for p in plugin_names():
         lines.append(f"{p:<13} (plug-in, entry point group pdeflow.methods)")
     for name, err in BROKEN.items():
@@ -214,9 +234,11 @@ def _mesh(args) -> int:
         ns = [args.n0 * 2**k for k in range(args.levels)]
     if any(n < 2 for n in ns):
         raise _UsageError("every resolution n must be >= 2")
+    # imported on every rank: petsc4py's start-up is collective, so a rank-0-only import hangs mpirun
+    from .fem import meshfiles
+
     if _rank() != 0:
         return 0
-    from .fem import meshfiles
 
     if args.list:
         print(f"geometry sources: {meshfiles.source_dir()}\ncache: {meshfiles.cache_dir()}")

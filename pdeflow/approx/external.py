@@ -130,20 +130,17 @@ def _declared_continuum(fn):
     declared = getattr(fn, "continuum", None)
     if declared is None:
         return None
-    if isinstance(declared, str):
-        from ..continua import parse_continuum
+    from ..continua import fill_from_params, parse_continuum
 
-        name, params = parse_continuum(declared)
-        return lambda problem, p, _n=name, _d=params: (_n, dict(_d))
+    if isinstance(declared, str):
+        name, fixed = parse_continuum(declared)
+        # "stein" alone: kernel and sigma come from the run's params (explicit "stein:sigma=..." wins)
+        return lambda problem, p, _n=name, _d=fixed: (_n, fill_from_params(_n, _d, p))
     if callable(declared):
         def continuum(problem, params, _f=declared):
             value = _f(problem, params)
-            if isinstance(value, str):
-                from ..continua import parse_continuum
-
-                return parse_continuum(value)
-            name, d = value
-            return str(name), dict(d)
+            name, d = parse_continuum(value) if isinstance(value, str) else (str(value[0]), dict(value[1]))
+            return name, fill_from_params(name, d, params)
 
         return continuum
     raise ExternalMethodError(f"{getattr(fn, '__name__', fn)}.continuum must be a string or a callable")
@@ -196,8 +193,12 @@ def as_trajectory(result, problem, name: str, params=None, expected_n=None) -> P
     times = _as_float_array(times, f"{prefix} times")
     x = _as_float_array(x, f"{prefix} x")
     w = _as_float_array(w, f"{prefix} w")
+    if x.ndim == 2 and problem.dim == 1:  # 1-D positions may come without the last axis
+        x = x[..., None]
     check_particles(times, x, w, problem, prefix, error=MethodOutputError, expected_n=expected_n)
     if traj is not None:
+        if traj.x.ndim == 2:
+            traj.x = x
         return traj
     return ParticleTrajectory(method=name, params=params.describe() if params is not None else {}, times=times,
                               x=x, w=w, steps=list(result.get("steps") or []), info=dict(info),
@@ -241,7 +242,7 @@ def check_particles(times, x, w, problem, prefix: str, error=ValueError, expecte
     if not inside.all():
         k, i = (int(v) for v in np.argwhere(~inside)[0])
         raise error(f"{prefix} {int((~inside).sum())} point(s) outside the domain (first: x = "
-                    f"{np.array2string(x[k, i], precision=4)} at t = {snaps[k]:g}); reflect or drop them")
+                    f"{np.array2string(x[k, i], precision=4)} at t = {snaps[k]:g}); reflect them into the domain")
 
 
 def describe_source(decl) -> str:

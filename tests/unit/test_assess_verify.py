@@ -137,3 +137,78 @@ def test_docs_example_external_svgd_is_consistent(tmp_path):
     summary = json.loads((tmp_path / "ex" / "summary.json").read_text())
     assert rc == 0 and summary["verdict"]["status"] == "consistent", summary["verdict"]["summary"]
     assert summary["verdict"]["evidence"]["continuum"]["name"] == "stein"
+
+
+def test_entry_point_plugin_is_found(monkeypatch, tmp_path):
+    """An installed package registers `my-svgd = "module:function"` under the group pdeflow.methods."""
+    from importlib.metadata import EntryPoint
+
+    from pdeflow.approx import external
+    from pdeflow.approx.methods import get_method
+
+    (tmp_path / "my_plugin_mod.py").write_text(
+        "import numpy as np\n"
+        "def run(problem, params):\n"
+        "    from pdeflow.approx import initial_particles\n"
+        "    x, w = initial_particles(problem, params.n_particles, params.seed)\n"
+        "    t = np.array(problem.snapshot_times())\n"
+        "    return {'times': t, 'x': np.repeat(x[None], t.size, 0), 'w': np.repeat(w[None], t.size, 0),\n"
+        "            'info': {'gamma': params.extra.get('gamma')}}\n"
+        "run.continuum = 'flow'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ep = EntryPoint(name="my-plugin", value="my_plugin_mod:run", group=external.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(external, "_entry_points", lambda: {"my-plugin": ep})
+    decl = get_method("my-plugin")
+    assert decl.source == "entry point my_plugin_mod:run"
+    assert decl.continuum(get_case("fr-kl-gauss-1d"), MethodParams())[0] == "flow"
+    assert "my-plugin" in external.plugin_names()
+
+
+def test_unknown_set_keys_reach_an_external_method_typed(tmp_path):
+    path = tmp_path / "echo.py"
+    path.write_text(
+        "import numpy as np\n"
+        "SEEN = {}\n"
+        "def run(problem, params):\n"
+        "    from pdeflow.approx import initial_particles\n"
+        "    SEEN.update(params.extra)\n"
+        "    x, w = initial_particles(problem, params.n_particles, params.seed)\n"
+        "    t = np.array(problem.snapshot_times())\n"
+        "    return {'times': t, 'x': np.repeat(x[None], t.size, 0), 'w': np.repeat(w[None], t.size, 0)}\n"
+        "run.continuum = 'flow'\n")
+    from pdeflow.cases import parse_method_overrides
+    from pdeflow.approx.methods import get_method
+
+    decl = get_method(f"{path}:run")
+    values, extra = parse_method_overrides(["gamma=0.5", "steps=3", "flag=True", "name=abc", "ladder=[1, 2]",
+                                            "n_particles=40"], decl)
+    assert values == {"n_particles": 40}
+    assert extra == {"gamma": 0.5, "steps": 3, "flag": True, "name": "abc", "ladder": [1, 2]}
+    rc = main(["approx", "fr-kl-gauss-1d", "--method", f"{path}:run", "--set", "n_particles=30", "--set", "gamma=0.25",
+               "--set", "n=60", "--set", "tau=0.05", "--out", str(tmp_path / "o"), "--quiet", "--no-plots"])
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert rc == 0 and summary["parameters"]["extra.gamma"] == 0.25 and summary["method_source"].startswith("file ")
+    # a built-in method keeps refusing keys it does not declare
+    with pytest.raises(ValueError, match="unknown key 'gamma'"):
+        parse_method_overrides(["gamma=0.5"], get_method("svgd"))
+
+
+def test_boundary_layer_is_not_measurable_when_the_reference_leaves_it_empty():
+    from pdeflow.compare import BOUNDARY_LAYER_THRESHOLD, boundary_layer_mass
+
+    x = np.linspace(-6, 6, 401)[:, None]
+    m = np.full(401, 0.03)
+    rho = np.exp(-0.5 * x[:, 0] ** 2) / np.sqrt(2 * np.pi)  # ~1e-7 of the mass within 0.5 of ±6
+    dist = lambda p: 6 - np.abs(p[:, 0])
+    out = boundary_layer_mass(np.zeros((5, 1)), np.full(5, 0.2), x, rho, m, dist, 0.5)
+    assert out["reference_fraction"] < BOUNDARY_LAYER_THRESHOLD
+    assert out["measurable"] is False and out["relative_error"] is None  # not -1
+    wide = boundary_layer_mass(np.zeros((5, 1)), np.full(5, 0.2), x, np.full(401, 1 / 12), m, dist, 0.5)
+    assert wide["measurable"] and wide["relative_error"] == pytest.approx(-1.0)
+
+
+def test_methods_command_lists_keys_defaults_and_continua(capsys):
+    assert main(["methods", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["methods"]}
+    assert rows["svgd"]["continuum"] == "stein" and rows["smc-wfr"]["continuum"].startswith("lie-split")
+    assert rows["birth-death"]["defaults"]["variant"] == "stochastic" and "variant" in rows["birth-death"]["keys"]

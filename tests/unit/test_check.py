@@ -95,7 +95,7 @@ def test_weighted_fisher_rao_particles_pass(setting):
 
 def test_reference_too_coarse_is_inconclusive(setting):
     problem, ref, scales, prepared = setting
-    t, x, w = _iid(ref, 20000, np.random.default_rng(5))
+    t, x, w = _iid(ref, 2000, np.random.default_rng(5))
     res = check_particles_against(problem, t, x, w, ref, scales, prepared=prepared, reference_error=[0, 0.05, 0.05, 0.05])
     assert res["status"] == "inconclusive" and "refine the reference" in res["summary"]
 

@@ -137,9 +137,6 @@ def test_relative_spec_gives_declaration_and_validated_trajectory(monkeypatch, f
     assert traj.method == spec and traj.params["sigma"] == 0.5
 
 
-@pytest.mark.xfail(reason="external.py _declared_continuum: a string continuum ('stein', 'kde-wfr') gives (name, {}); "
-                          "kernel/sigma are not filled from params, so verify's continuum solve stops with "
-                          "\"parameter 'sigma' ... is required\" (unless the verify layer fills them itself)")
 @pytest.mark.parametrize("file, expected", [("svgd_ok.py", {"kernel": "gaussian", "sigma": 0.5}),
                                             ("bd_ok.py", {"sigma": 0.5})])
 def test_string_continuum_is_filled_from_params(file, expected):
@@ -242,8 +239,6 @@ def test_a_well_formed_result_passes(bad_file):
     assert traj.x.shape == (4, 6, 1)
 
 
-@pytest.mark.xfail(reason="external.py as_trajectory: check_particles accepts x of shape (n_snap, N) in 1-D but "
-                          "the trajectory keeps the 2-D array (the reshape is local to check_particles)")
 def test_x_without_the_dimension_axis_is_reshaped_or_refused(bad_file):
     try:
         traj = run_approximation(w_kl(), f"{bad_file}:x_2d", MethodParams(n_particles=6))
@@ -253,8 +248,6 @@ def test_x_without_the_dimension_axis_is_reshaped_or_refused(bad_file):
         assert traj.x.shape == (4, 6, 1)
 
 
-@pytest.mark.xfail(reason="methods/__init__.py run_approximation passes expected_n=None in both branches, so an "
-                          "external method may return another N than params.n_particles unnoticed")
 def test_a_different_number_of_particles_is_refused(bad_file):
     with pytest.raises(ValueError, match="n_particles"):
         run_approximation(w_kl(), f"{bad_file}:too_many_particles", MethodParams(n_particles=6))

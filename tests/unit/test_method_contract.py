@@ -189,3 +189,36 @@ def test_template_mean_converges_to_the_exact_fisher_rao_mean():
         rms[n] = math.sqrt(np.mean(errors))
     # Monte Carlo rate N^{-1/2}: 16× the particles, about 4× smaller error (2× allowed for 8 seeds)
     assert rms[4000] < rms[250] / 2, rms
+
+
+# the geometry each built-in method approximates (its continuum): a case outside it must be refused,
+# not run with a term silently ignored (svgd used to run on hk-kl-gauss-1d with a mass error of 0.4)
+GEOMETRY = {"svgd": "transport", "lambda-stein": "transport", "mmd-flow": "transport", "lambda-fr": "reaction",
+            "template-fr": "reaction", "birth-death": "spherical", "smc-wfr": "moving", "lambda-wfr": "moving"}
+
+
+def test_every_method_declares_its_geometry_here():
+    from pdeflow.approx.methods import DECLARATIONS
+
+    assert set(DECLARATIONS) == set(GEOMETRY)
+
+
+@pytest.mark.parametrize("method", sorted(GEOMETRY))
+@pytest.mark.parametrize("case", ["hk-kl-gauss-1d", "wfr-kl-gauss-1d", "w-kl-gauss-1d", "fr-kl-gauss-1d"])
+def test_methods_refuse_geometries_they_do_not_approximate(method, case):
+    from pdeflow.approx.methods import DECLARATIONS
+
+    problem = get_case(case)
+    flow = problem.flow
+    kind = GEOMETRY[method]
+    must_refuse = {"transport": flow.beta != 0 or flow.alpha == 0,
+                   "reaction": flow.alpha != 0 or flow.beta == 0,
+                   "spherical": not flow.spherical,
+                   "moving": flow.alpha == 0}[kind]
+    decl = DECLARATIONS[method]
+    reason = decl.refuse(problem, MethodParams(n_particles=10, sigma=0.5)) if decl.refuse else None
+    assert bool(reason) == must_refuse, (method, case, reason)
+    if must_refuse:
+        assert "\n" not in reason and problem.name in reason
+        with pytest.raises(ValueError):
+            run_approximation(problem, method, MethodParams(n_particles=10, sigma=0.5))

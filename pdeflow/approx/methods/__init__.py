@@ -91,6 +91,7 @@ class MethodDecl:
     dt_in_continuum: bool = False
     # extra keys that default to a per-run heuristic (a bandwidth): a verification fixes them first
     fixed_for_verify: tuple = ()
+    defaults: Optional[dict] = None  # the value each own key takes when not set (documentation, `pdeflow methods`)
     run: Optional[Callable] = None  # (problem, params) → result; built-ins are wrapped
     source: str = "built-in"
 
@@ -150,7 +151,10 @@ def run_approximation(problem, method, params: MethodParams):
         if reason:
             raise ValueError(reason)
     result = decl.run(problem, params)
-    return as_trajectory(result, problem, decl.name, params, expected_n=None if decl.source == "built-in" else None)
+    # an external method must return the particle count it was asked for (a sweep in N relies on it);
+    # built-ins may be given their own initial particles (lambda-fr's extra['initial'])
+    expected = None if decl.source == "built-in" else params.n_particles
+    return as_trajectory(result, problem, decl.name, params, expected_n=expected)
 
 
 # --- helpers for the declarations of the built-in modules ------------------------------------------

@@ -334,5 +334,7 @@ DECLARE = {
             "resampling": key(str, lambda v: v in ("systematic", "multinomial"), "systematic or multinomial"),
         },
         uses=("n_particles", "sigma", "dt", "seed"),
-        continuum=lambda problem, params: ("kde-wfr", {"sigma": params.sigma}), refuse=_refuse),
+        continuum=lambda problem, params: ("kde-wfr", {"sigma": params.sigma}), refuse=_refuse,
+        defaults={"variant": "stochastic", "bandwidth_rule": "silverman", "ess_threshold": 0.5,
+                  "resampling": "systematic"}),
 }

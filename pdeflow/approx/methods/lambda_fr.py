@@ -319,5 +319,6 @@ DECLARE = {
             "kde_bandwidth": key(float, lambda v: v > 0 and math.isfinite(v), "a positive number"),
         },
         uses=("n_particles", "lam", "sigma", "kernel", "dt", "seed", "xi"), continuum=_lambda_fr_continuum,
-        refuse=refuse_unless_reaction("lambda-fr")),
+        refuse=refuse_unless_reaction("lambda-fr"),
+        defaults={"integrator": "mirror", "kde_bandwidth": "sigma"}),
 }

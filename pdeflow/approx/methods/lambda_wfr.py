@@ -157,5 +157,6 @@ DECLARE = {
             "median": key(bool, lambda v: isinstance(v, bool), "true or false"),
         },
         uses=("n_particles", "lam", "sigma", "kernel", "dt", "seed", "xi"), continuum=_continuum, refuse=_refuse,
-        fixed_for_verify=("kde_bandwidth",)),
+        fixed_for_verify=("kde_bandwidth",),
+        defaults={"integrator": "lie", "kde_bandwidth": "median heuristic per step", "median": True}),
 }

@@ -292,5 +292,7 @@ DECLARE = {
             **INTEGRATION_TOL_KEYS,
         },
         uses=("n_particles", "sigma", "kernel", "dt", "seed"), continuum=_mmd_continuum,
-        refuse=refuse_unless_transport("mmd-flow")),
+        refuse=refuse_unless_transport("mmd-flow"),
+        defaults={"noise": 0.0, "n_target": "n_particles", "exact_target": False, "target_quantiles": False,
+                  "integrator": "euler", "rtol": 1e-12, "atol": 1e-12}),
 }

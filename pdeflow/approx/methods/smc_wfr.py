@@ -266,5 +266,6 @@ DECLARE = {
         },
         uses=("n_particles", "dt", "seed"),
         continuum=lambda problem, params: ("lie-split", {"h": params.dt, "move": params.extra.get("move", "ula")}),
-        refuse=_refuse, dt_in_continuum=True),
+        refuse=_refuse, dt_in_continuum=True,
+        defaults={"move": "ula", "ess_threshold": 0.5, "resampling": "systematic"}),
 }

@@ -201,10 +201,13 @@ DECLARE = {
     "svgd": MethodDecl(
         name="svgd", summary="Stein variational gradient descent (Liu & Wang 2016)", keys=_STEIN_KEYS,
         uses=("n_particles", "sigma", "kernel", "dt", "seed"), continuum=_stein_continuum,
-        refuse=refuse_unless_transport("svgd")),
+        refuse=refuse_unless_transport("svgd"),
+        defaults={"integrator": "euler", "median": True, "rtol": 1e-12, "atol": 1e-12}),
     "lambda-stein": MethodDecl(
         name="lambda-stein", summary="regularized SVGD (R-SVGD, ZM (4.7)) with a KDE score",
         keys={**_STEIN_KEYS, "kde_bandwidth": key(float, lambda v: v > 0 and math.isfinite(v), "a positive number")},
         uses=("n_particles", "lam", "sigma", "kernel", "dt", "seed", "xi"), continuum=_lambda_stein_continuum,
-        refuse=refuse_unless_transport("lambda-stein"), fixed_for_verify=("kde_bandwidth",)),
+        refuse=refuse_unless_transport("lambda-stein"), fixed_for_verify=("kde_bandwidth",),
+        defaults={"integrator": "euler", "median": True, "rtol": 1e-12, "atol": 1e-12,
+                  "kde_bandwidth": "median heuristic of the current particles"}),
 }
