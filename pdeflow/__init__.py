@@ -5,7 +5,8 @@ pulls in dolfinx: only ``solve_reference`` needs it.
 """
 __version__ = "0.1.0"
 
-__all__ = ["load_case", "solve_reference", "exact_solution", "case_names"]
+__all__ = ["load_case", "solve_reference", "exact_solution", "case_names", "run_approximation", "initial_particles",
+           "get_method", "verify_method", "check_particles"]
 
 
 def __getattr__(name):
@@ -25,4 +26,16 @@ def __getattr__(name):
         from .exact import exact_solution
 
         return exact_solution
+    if name in ("run_approximation", "initial_particles", "get_method"):
+        from . import approx
+
+        return getattr(approx, name)
+    if name == "verify_method":
+        from .assess.verify import verify_method
+
+        return verify_method
+    if name == "check_particles":
+        from .assess.check import check_particles_against
+
+        return check_particles_against
     raise AttributeError(name)

@@ -155,8 +155,13 @@ def load_external(spec: str, builtin_names=()):
     if refuse is not None and not callable(refuse):
         raise ExternalMethodError(f"method {spec!r}: its 'refuse' attribute must be callable")
     doc = (getattr(fn, "__doc__", None) or "").strip().splitlines()
+    fields = ("n_particles", "lam", "sigma", "kernel", "dt", "seed", "xi")
+    uses = getattr(fn, "uses", fields)  # e.g. ("n_particles", "seed"): no dt ladder in a verification
+    if isinstance(uses, str) or not all(u in fields for u in uses):
+        raise ExternalMethodError(f"method {spec!r}: its 'uses' attribute must list MethodParams fields "
+                                  f"({', '.join(fields)}), got {uses!r}")
     return MethodDecl(name=spec, summary=doc[0] if doc else f"external method from {source}", keys=None,
-                      uses=("n_particles", "lam", "sigma", "kernel", "dt", "seed", "xi"),
+                      uses=tuple(uses),
                       continuum=_declared_continuum(fn), refuse=refuse, run=fn, source=source,
                       dt_in_continuum=bool(getattr(fn, "dt_in_continuum", False)))
 

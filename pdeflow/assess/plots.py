@@ -43,6 +43,12 @@ def plot_particles(problem, t, x, w, ref_x, ref_rho, path, title: str = "", ref_
             hist, _ = np.histogram(x[k][:, 0], bins=edges, weights=w[k])
             ax.stairs(hist / np.diff(edges), edges, fill=True, alpha=0.45, label="particles")
             ax.plot(xs, rho, "k-", lw=1.2, label=ref_label)
+            # show where the reference or the particles have mass, not the whole far-field box
+            on = xs[np.asarray(ref_rho).max(axis=0)[order] > 1e-3 * np.max(ref_rho)]
+            lo_x = min(on.min(), np.percentile(x[k][:, 0], 0.5)) if on.size else xs[0]
+            hi_x = max(on.max(), np.percentile(x[k][:, 0], 99.5)) if on.size else xs[-1]
+            pad = 0.05 * (hi_x - lo_x)
+            ax.set_xlim(max(xs[0], lo_x - pad), min(xs[-1], hi_x + pad))
             ax.set_xlabel("x")
         else:
             draw_density_2d(ax, ref_x[:, :2], np.asarray(ref_rho[k]), problem.domain, cmap="Greys")

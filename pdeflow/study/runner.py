@@ -48,6 +48,11 @@ def reference_run_for(run: dict, T) -> dict:
     params = {"n": int(ref["n"]), "tau": float(ref["tau"])}
     if T is not None:
         params["T"] = T
+    # the reference solves the flow the particles approximate: the group's alpha/beta overrides too
+    # (without them an approx group with alpha = 0 was compared with the WFR flow of the case)
+    for k in ("alpha", "beta"):
+        if k in run["params"]:
+            params[k] = run["params"][k]
     r = {"group": REFERENCE_GROUP, "kind": "reference", "case": run["case"], "method": None, "params": params,
          "seed": None, "sweep": {"n": params["n"], "tau": params["tau"]}}
     r["run_id"] = _run_id(r)

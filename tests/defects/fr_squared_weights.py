@@ -40,3 +40,4 @@ def run(problem, params):
 
 run.continuum = "flow"
 run.refuse = refuse
+run.uses = ("n_particles", "seed")  # no time step: closed-form weights, so verify runs no dt ladder

@@ -265,3 +265,14 @@ def test_richardson_on_a_gmsh_domain_uses_second_moments(tmp_path):
     row = rows["richardson_m2"]
     assert abs(row["order"] - 2.1) < 0.3, (row["errors"], row["note"])  # measured 2.095 (benchmarks/mesh_domains.py)
     assert "GCI" in row["note"]
+
+
+def test_reference_of_an_approx_group_solves_the_overridden_flow():
+    """An approx group with alpha = 0 is compared with the FR flow, not with the case's WFR flow."""
+    from pdeflow.study.runner import reference_run_for
+
+    base = {"case": "wfr-kl-mixture-1d", "params": {"reference": {"n": 100, "tau": 0.01}}}
+    plain = reference_run_for(base, None)
+    fr = reference_run_for({**base, "params": {**base["params"], "alpha": 0.0}}, None)
+    assert "alpha" not in plain["params"] and fr["params"]["alpha"] == 0.0
+    assert fr["run_id"] != plain["run_id"]
