@@ -86,7 +86,7 @@ CATALOGUE = [
     _e("svgd_harmless_no_self.py", "transport", "harmless", "consistent", "w-kl-gauss-1d", _SVGD,
        "self term j = i left out (O(1/N))"),
     _e("fr_harmless_mirror.py", "reweighting", "harmless", "consistent", "fr-kl-gauss-1d", _FR,
-       "mirror steps of the weight ODE instead of the closed form (O(dt))"),
+       "mirror steps of the weight ODE instead of the closed form (O(dt))", plan="thorough"),
     _e("bd_harmless_leave_one_out.py", "birth-death", "harmless", "consistent", "wfr-kl-mixture-1d", _BD,
        "leave-one-out KDE normalized by N − 1 (O(1/(Nσ)))"),
     _e("bd_harmless_uncentered.py", "birth-death", "harmless", "consistent", "wfr-kl-gauss-1d", _BD,
