@@ -2,6 +2,7 @@
 verdict table of docs/verification-of-methods.md, and the time of one `pdeflow verify` in 1-D.
 
     .venv/bin/python benchmarks/verify_methods.py [--plan standard] [--only svgd,birth-death] [--json out.json]
+    .venv/bin/python benchmarks/verify_methods.py --plan thorough --extra     # the rows standard leaves open
 
 Not a test (minutes on 2 cores); tests/unit/test_verify.py runs one case per method with the quick plan.
 """
@@ -44,6 +45,22 @@ MATRIX = [
     ("lambda-wfr", "wfr-kl-gauss-1d", {}, dict(sigma=0.5, lam=1e-2, dt=0.01, extra={"kde_bandwidth": 0.3})),
     ("lambda-wfr", "wfr-kl-mixture-1d", {}, dict(sigma=0.5, lam=1e-2, dt=0.01, extra={"kde_bandwidth": 0.3})),
     ("lambda-wfr", "wfr-kl-gauss-2d", {}, dict(sigma=0.7, lam=1e-2, dt=0.01, extra={"kde_bandwidth": 0.4})),
+    # FR on M+ with bounded importance weights (ρ0 = 0.5 N(-1, 2) is wider than π = 2 N(1, 0.5)): the
+    # FR cases above have weights (π/ρ0)^(1-e^-t) with an infinite fourth moment, which widens the interval
+    ("lambda-fr", "hk-kl-gauss-1d", FR, dict(sigma=0.5, lam=1e-3, dt=0.02)),
+    ("template-fr", "hk-kl-gauss-1d", FR, dict()),
+    # a curved boundary (gmsh disk) for the MMD flow, whose 1-D cases move too little for the standard plan
+    ("mmd-flow", "wfr-kl-mixture-disk", W, dict(sigma=0.7, dt=0.05)),
+]
+# rows that the standard plan leaves inconclusive, rerun with --plan thorough (the `--extra` set)
+EXTRA = [
+    ("mmd-flow", "w-kl-gauss-1d", {}, dict(sigma=0.5, dt=0.05)),
+    ("mmd-flow", "wfr-kl-mixture-1d", W, dict(sigma=0.5, dt=0.05)),
+    ("birth-death", "wfr-kl-mixture-1d", {}, dict(sigma=0.3, dt=0.02)),
+    ("birth-death", "wfr-kl-gauss-2d", {}, dict(sigma=0.4, dt=0.02)),
+    ("lambda-fr", "fr-kl-gauss-1d", {}, dict(sigma=0.5, lam=1e-3, dt=0.02)),
+    ("lambda-fr", "fr-kl-bimodal-2d", {}, dict(sigma=0.7, lam=1e-3, dt=0.02)),
+    ("template-fr", "wfr-kl-mixture-1d", FR, dict()),
 ]
 
 
@@ -52,13 +69,14 @@ def main(argv=None) -> int:
     ap.add_argument("--plan", default="standard")
     ap.add_argument("--only", default="", help="comma-separated method names")
     ap.add_argument("--json", default=None, help="write the rows to this file")
+    ap.add_argument("--extra", action="store_true", help="the EXTRA rows instead (use with --plan thorough)")
     args = ap.parse_args(argv)
     logging.getLogger().setLevel(logging.WARNING)
     only = set(filter(None, args.only.split(",")))
     rows = []
     print(f"{'method':<13} {'case':<28} {'continuum':<13} {'verdict':<13} {'residual [95% CI]':<32} {'tolerance':>9} "
           f"{'rate N':>7} {'time':>6}")
-    for method, case, overrides, kw in MATRIX:
+    for method, case, overrides, kw in (EXTRA if args.extra else MATRIX):
         if only and method not in only:
             continue
         problem, _ = apply_overrides(get_case(case), overrides)

@@ -175,7 +175,7 @@ def _build_parser() -> _Parser:
     p_check.add_argument("case", help="a case name (see `pdeflow cases`)")
     p_check.add_argument("particles", help="npz file with t (n_snap), x (n_snap, N, d) and optionally w (n_snap, N)")
     p_check.add_argument("--continuum", default="flow", metavar="NAME[:key=value,...]",
-                         help="the reference: flow (default), stein, lambda-stein, lambda-fr, mmd-flow, kde-wfr, lie-split")
+                         help="the reference: flow (default), stein, lambda-stein, lambda-fr, lambda-wfr, mmd-flow, kde-wfr, lie-split")
     p_check.add_argument("--alpha", type=float, default=0.01, help="false-alarm level over the whole file (default 0.01)")
     p_check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="case keys T, alpha, beta; n: the reference's mesh resolution")
@@ -187,7 +187,7 @@ def _build_parser() -> _Parser:
     p_verify.add_argument("case", help="a case name (see `pdeflow cases`)")
     p_verify.add_argument("--method", required=True, help=METHOD_HELP)
     p_verify.add_argument("--continuum", default=None, metavar="NAME[:key=value,...]",
-                          help="override the method's declared continuum (flow, stein, lambda-stein, lambda-fr, mmd-flow, "
+                          help="override the method's declared continuum (flow, stein, lambda-stein, lambda-fr, lambda-wfr, mmd-flow, "
                                "kde-wfr, lie-split)")
     p_verify.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                           help="method keys as for approx (n_particles is set by the plan); n: the continuum's mesh resolution")
@@ -295,11 +295,15 @@ def _solve(args) -> int:
 
     comm = MPI.COMM_WORLD
     out = args.out or f"results/{problem.name}"
+    _check_out_dir(out)
     try:
         traj = solve_reference(problem, n=n, tau=tau, comm=comm, progress=not args.quiet, **solver_opts)
     except (SolverError, MeshGenerationError) as exc:
         return _fail(str(exc), EXIT_FAILED)
-    paths = write_outputs(traj, out, xdmf=not args.no_xdmf)
+    try:
+        paths = write_outputs(traj, out, xdmf=not args.no_xdmf)
+    except OSError as exc:  # agreed on every rank by write_outputs: one line, exit 1, nobody hangs
+        return _fail(f"--out {out}: {exc.strerror or exc}", EXIT_FAILED)
     if comm.rank == 0:
         # outputs not rewritten by this run must not be mistaken for its results
         stale = (["solution.xdmf", "solution.h5"] if args.no_xdmf else []) + (
@@ -331,6 +335,13 @@ def _solve(args) -> int:
             for key, path in paths.items():
                 print(f"{key:>{width}}: {path}")
     return 0
+
+
+def _check_out_dir(out) -> None:
+    """An --out that exists and is not a directory is bad input: refused before any solve."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise case_registry.CaseError(f"--out {out}: exists and is not a directory")
 
 
 def _json_default(obj):
@@ -397,6 +408,7 @@ def _approx(args) -> int:
     comm = MPI.COMM_WORLD
     label = decl.name if decl.source == "built-in" else Path(decl.name.rpartition(":")[0]).stem
     out = Path(args.out or f"results/{problem.name}-{label}")
+    _check_out_dir(out)
     if args.reference:
         try:
             reference = verify.load_reference(args.reference, problem)
@@ -667,12 +679,13 @@ def _study(args) -> int:
 def _report(args) -> int:
     if not (Path(args.dir) / "study.sqlite").exists():
         raise case_registry.CaseError(f"{args.dir}: no study.sqlite here (run pdeflow study first)")
+    if _rank() != 0:  # under mpirun only rank 0 writes the report (it used to be written by every rank)
+        return 0
     from .study.report import make_report
 
     html = make_report(args.dir)
-    if _rank() == 0:
-        _print_orders(args.dir)
-        print(f"report: {html}")
+    _print_orders(args.dir)
+    print(f"report: {html}")
     return 0
 
 

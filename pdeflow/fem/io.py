@@ -37,15 +37,26 @@ def write_outputs(traj: Trajectory, out_dir, xdmf: bool = True) -> dict:
     out = Path(out_dir)
     paths = {"summary": out / "summary.json", "snapshots": out / "snapshots.npz", "xdmf": out / "solution.xdmf"}
     masses = traj.space.gather(traj.space.lumped_mass)  # collective
+    error = None
     if comm.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / ".snapshots.tmp.npz"
-        np.savez(tmp, t=traj.times, x=traj.x, rho=traj.rho, m=masses)
-        os.replace(tmp, paths["snapshots"])
-        tmp = out / ".summary.tmp.json"
-        tmp.write_text(summary_json(traj))
-        os.replace(tmp, paths["summary"])
-    comm.barrier()
+        tmps = [out / ".snapshots.tmp.npz", out / ".summary.tmp.json"]
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            np.savez(tmps[0], t=traj.times, x=traj.x, rho=traj.rho, m=masses)
+            os.replace(tmps[0], paths["snapshots"])
+            tmps[1].write_text(summary_json(traj))
+            os.replace(tmps[1], paths["summary"])
+        except OSError as exc:  # read-only, disk full, a file in the way: no half file, and tell every rank
+            for tmp in tmps:
+                try:
+                    tmp.unlink(missing_ok=True)
+                except OSError:
+                    pass
+            error = (exc.errno, exc.strerror or str(exc), str(exc.filename or out))
+    # agreement before the next collective (the XDMF write): a rank-0 failure used to hang the others
+    error = comm.bcast(error, root=0)
+    if error is not None:
+        raise OSError(error[0], error[1], error[2])
     if xdmf:
         space = traj.space
         u = space.function(name="rho")

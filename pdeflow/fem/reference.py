@@ -159,31 +159,38 @@ def solve_reference(
     bar = _progress(problem.T, comm) if progress else None
 
     def advance(phi, eta, t, dt):
-        eta_guess = eta
-        if history["phi_prev"] is not None:
-            ratio = dt / history["tau_prev"]
-            # clipped: where ρ is tiny one step may change log ρ by tens, and extrapolating that
-            # would start Newton far from the solution
-            guess = phi + np.clip(ratio * (phi - history["phi_prev"]), -1.0, 1.0)
-            eta_guess = eta + ratio * (eta - history["eta_prev"])
-        else:
-            guess = phi
-        try:
-            res = stepper.step(phi, dt, t + dt, guess, eta_guess)
-        except (NewtonFailure, FloatingPointError) as exc:
-            rejected.append({"t": t, "tau": dt, "reason": str(exc)})
-            if dt / 2 < tau_min:
-                raise SolverError(
-                    f"time step fell below tau_min = {tau_min:.3g} at t = {t:.6g} ({exc}); no result written"
-                ) from None
-            history["phi_prev"] = None  # the extrapolation that failed is not trusted any more
-            phi, eta = advance(phi, eta, t, dt / 2)
-            return advance(phi, eta, t + dt / 2, dt / 2)
-        history["phi_prev"], history["eta_prev"], history["tau_prev"] = phi, eta, dt
-        steps.append({"t": t + dt, "tau": dt, **res.diagnostics})
-        if bar is not None:
-            bar.update(dt)
-        return res.phi, res.eta
+        """One step of length dt from t; a failed step is halved until it succeeds or would fall below
+        tau_min.  Iterative (a stack of pending sub-steps), so a tiny tau_min cannot exhaust the
+        recursion limit."""
+        pending = [dt]
+        while pending:
+            h = pending.pop()
+            eta_guess = eta
+            if history["phi_prev"] is not None:
+                ratio = h / history["tau_prev"]
+                # clipped: where ρ is tiny one step may change log ρ by tens, and extrapolating that
+                # would start Newton far from the solution
+                guess = phi + np.clip(ratio * (phi - history["phi_prev"]), -1.0, 1.0)
+                eta_guess = eta + ratio * (eta - history["eta_prev"])
+            else:
+                guess = phi
+            try:
+                res = stepper.step(phi, h, t + h, guess, eta_guess)
+            except (NewtonFailure, FloatingPointError) as exc:
+                rejected.append({"t": t, "tau": h, "reason": str(exc)})
+                if h / 2 < tau_min:
+                    raise SolverError(
+                        f"time step fell below tau_min = {tau_min:.3g} at t = {t:.6g} ({exc}); no result written"
+                    ) from None
+                history["phi_prev"] = None  # the extrapolation that failed is not trusted any more
+                pending.extend([h / 2, h / 2])
+                continue
+            history["phi_prev"], history["eta_prev"], history["tau_prev"] = phi, eta, h
+            steps.append({"t": t + h, "tau": h, **res.diagnostics})
+            if bar is not None:
+                bar.update(h)
+            phi, eta, t = res.phi, res.eta, t + h
+        return phi, eta
 
     eta = 0.0
     try:

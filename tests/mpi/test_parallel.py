@@ -3,6 +3,7 @@
 Each test solves once on COMM_WORLD (domain-decomposed) and once on COMM_SELF (every rank a
 serial solve), then compares the gathered nodal values on rank 0."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,4 +149,28 @@ def test_verify_under_mpi_matches_serial(tmp_path_factory):
         assert par["status"] == serial["status"] == "consistent"
         assert par["evidence"]["fit"]["A0"] == pytest.approx(serial["evidence"]["fit"]["A0"], rel=1e-8, abs=1e-12)
         assert par["evidence"]["mpi_size"] == COMM.size
+    COMM.barrier()
+
+
+def test_disk_full_on_rank_0_fails_every_rank_without_partial_files(tmp_path_factory, monkeypatch, capsys):
+    """An OSError while rank 0 writes (disk full, injected) is agreed on: every rank exits 1, nothing
+    half-written is left, and no rank waits in the XDMF collective (it used to hang)."""
+    import errno
+
+    import pdeflow.fem.io as fio
+    from pdeflow.cli import main
+
+    base = COMM.bcast(str(tmp_path_factory.mktemp("full")) if COMM.rank == 0 else None, root=0)
+    if COMM.rank == 0:
+        def full(*args, **kw):
+            raise OSError(errno.ENOSPC, "No space left on device", args[0] if args else None)
+
+        monkeypatch.setattr(fio.np, "savez", full)
+    rc = main(["solve", "fr-kl-gauss-1d", "--set", "n=40", "--set", "tau=0.05", "--out", f"{base}/out", "--quiet",
+               "--no-plots"])
+    assert COMM.allgather(rc) == [1] * COMM.size
+    if COMM.rank == 0:
+        out = Path(base) / "out"
+        assert not any(out.glob("*")) if out.exists() else True
+        assert "No space left on device" in capsys.readouterr().err
     COMM.barrier()

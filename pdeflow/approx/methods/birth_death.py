@@ -324,14 +324,19 @@ def _refuse(problem, params):
     return None
 
 
+# the resampling keys, shared with smc-wfr (which resamples with the same helpers)
+RESAMPLING_KEYS = {
+    "ess_threshold": key(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "resampling": key(str, lambda v: v in ("systematic", "multinomial"), "systematic or multinomial"),
+}
+
 DECLARE = {
     "birth-death": MethodDecl(
         name="birth-death", summary="kernel birth-death with Langevin moves (Lu-Lu-Nolen 2019)",
         keys={
             "variant": key(str, lambda v: v in VARIANTS, "stochastic or weighted"),
             "bandwidth_rule": key(str, lambda v: v in ("silverman", "median"), "silverman or median"),
-            "ess_threshold": key(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
-            "resampling": key(str, lambda v: v in ("systematic", "multinomial"), "systematic or multinomial"),
+            **RESAMPLING_KEYS,
         },
         uses=("n_particles", "sigma", "dt", "seed"),
         continuum=lambda problem, params: ("kde-wfr", {"sigma": params.sigma}), refuse=_refuse,

@@ -245,6 +245,7 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
 
 # --- declarations (pdeflow.approx.methods registry) ------------------------------------------------
 from . import MethodDecl, key  # noqa: E402
+from .birth_death import RESAMPLING_KEYS  # noqa: E402
 
 
 def _refuse(problem, params):
@@ -261,8 +262,7 @@ DECLARE = {
         name="smc-wfr", summary="sequential Monte Carlo for the WFR flow (after Crucinio-Pathiraja)",
         keys={
             "move": key(str, lambda v: v in MOVES, "ula or mala"),
-            "ess_threshold": key(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
-            "resampling": key(str, lambda v: v in ("systematic", "multinomial"), "systematic or multinomial"),
+            **RESAMPLING_KEYS,
         },
         uses=("n_particles", "dt", "seed"),
         continuum=lambda problem, params: ("lie-split", {"h": params.dt, "move": params.extra.get("move", "ula")}),
