@@ -689,7 +689,19 @@ def _report(args) -> int:
     return 0
 
 
+class _BelowWarning(logging.Filter):
+    """Drops records below WARNING at the root logger.  A level is not enough: setuptools, used by the
+    FFCx JIT on a fresh machine (empty cache), sets the root level back to INFO while it compiles and
+    logs every compiler line there, which turned a one-line error into thirty lines on stderr."""
+
+    def filter(self, record) -> bool:
+        return record.levelno >= logging.WARNING
+
+
 def main(argv=None) -> int:
+    root = logging.getLogger()
+    if not any(isinstance(f, _BelowWarning) for f in root.filters):
+        root.addFilter(_BelowWarning())
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)

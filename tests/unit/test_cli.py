@@ -123,3 +123,18 @@ def test_failed_solve_exits_1_without_results(tmp_path):
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "tau_min" in err[0] and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_failing_solve_on_a_cold_jit_cache_prints_one_line(tmp_path):
+    """A fresh machine has an empty FFCx cache: the JIT's compiler log (setuptools resets the root
+    level to INFO) must not bury the one-line error."""
+    import os
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cold")}
+    proc = subprocess.run(
+        PDEFLOW + ["solve", "hk-kl-gauss-1d", "--set", "n=37", "--set", "tau=0.1", "--set", "tau_min=0.02",
+                   "--set", "newton_max_it=1", "--out", str(tmp_path / "o"), "--quiet"],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "tau_min" in lines[0], proc.stderr[-2000:]
