@@ -78,12 +78,22 @@ def execute(run: dict, comm, runs_dir: Path) -> dict:
     fail = os.environ.get("PDEFLOW_STUDY_FAIL")
     t0 = time.perf_counter()
     message, out = None, None
+    # stage 1, set-up (the case, imports of dolfinx/petsc4py, the injected test failure): agreed on before
+    # the solver's first collective, so that a rank failing here cannot leave its peers waiting in one
     try:
         if fail and fail == f"{run['group']}:{comm.rank}":
             raise RuntimeError(f"injected failure on rank {comm.rank} of group {run['group']!r}")
-        out = _execute_reference(run, comm) if run["kind"] == "reference" else _execute_approx(run, comm, runs_dir)
+        _problem(run)
+        if run["kind"] == "reference":
+            from ..fem import solve_reference  # noqa: F401
     except Exception as exc:  # noqa: BLE001 — any failure of a run is a stored result, not a crash
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+    if not comm.allreduce(message is not None):
+        # stage 2, the run itself
+        try:
+            out = _execute_reference(run, comm) if run["kind"] == "reference" else _execute_approx(run, comm, runs_dir)
+        except Exception as exc:  # noqa: BLE001
+            message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
     # agree: a failure on any rank fails the run on all ranks (no rank enters another collective)
     failed = comm.allreduce(message is not None)
     if failed:

@@ -276,3 +276,35 @@ def test_reference_of_an_approx_group_solves_the_overridden_flow():
     fr = reference_run_for({**base, "params": {**base["params"], "alpha": 0.0}}, None)
     assert "alpha" not in plain["params"] and fr["params"]["alpha"] == 0.0
     assert fr["run_id"] != plain["run_id"]
+
+
+GROUP_FAIL_SPEC = """
+[study]
+name = "g2"
+case = "wfr-kl-gauss-2d"
+target = "exact"
+metrics = ["L1"]
+
+[[group]]
+label = "g"
+kind = "reference"
+n = [8, 12]
+tau = 0.1
+"""
+
+
+def test_failure_on_one_rank_of_a_group_does_not_hang(tmp_path):
+    """`mpirun -n 3 -x PDEFLOW_STUDY_FAIL=g:1 pdeflow study SPEC --ranks-per-run 2` used to hang: rank 1
+    failed before the solve while rank 0 waited in the solver's first collective.  The set-up stage is
+    now agreed on before any collective: the study ends (exit 0) with both runs stored as failed."""
+    spec_path = tmp_path / "g2.toml"
+    spec_path.write_text(GROUP_FAIL_SPEC)
+    out = tmp_path / "out"
+    cmd = ["mpirun", "--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+    cmd += ["-n", "3", "-x", "PDEFLOW_STUDY_FAIL=g:1", sys.executable, "-m", "pdeflow.cli", "study", str(spec_path),
+            "--out", str(out), "--ranks-per-run", "2", "--quiet"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "OPAL_", "PRTE_"))}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = sqlite3.connect(out / "study.sqlite").execute("select status, message from runs").fetchall()
+    assert len(rows) == 2 and all(s == "failed" and "injected failure on rank 1" in m for s, m in rows), rows
