@@ -18,6 +18,7 @@ the lumped masses ``m``).  Solving it needs dolfinx; everything else here is num
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -38,24 +39,49 @@ def metric_scales(problem) -> tuple:
 
 
 def load_reference(path, problem) -> dict:
+    """The snapshots of a `pdeflow solve` directory, checked against ``problem``; every defect of the
+    directory (not one, a file, a corrupt or incomplete npz/json, other case, flow or times, non-finite
+    or negative values) is a one-line ReferenceMismatch."""
     path = Path(path)
+    prefix = f"--reference {path}:"
+    if not path.is_dir():
+        raise ReferenceMismatch(f"{prefix} {'not a directory' if path.exists() else 'no such directory'} "
+                                "(give the --out directory of pdeflow solve)")
     try:
-        data = np.load(path / "snapshots.npz")
+        with np.load(path / "snapshots.npz", allow_pickle=False) as npz:
+            arrays = {k: np.asarray(npz[k]) for k in npz.files}
         summary = json.loads((path / "summary.json").read_text())
     except FileNotFoundError as exc:
-        raise ReferenceMismatch(f"--reference {path}: {exc.strerror}: {exc.filename}") from None
-    if "m" not in data.files:
-        raise ReferenceMismatch(f"--reference {path}: snapshots.npz has no lumped masses 'm' (rerun pdeflow solve)")
+        raise ReferenceMismatch(f"{prefix} {exc.strerror}: {exc.filename}") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # JSON errors are ValueErrors
+        detail = str(exc).splitlines()[0][:80] if str(exc) else ""
+        raise ReferenceMismatch(f"{prefix} unreadable snapshots.npz or summary.json ({type(exc).__name__}: "
+                                f"{detail})") from None
+    missing = [k for k in ("t", "x", "rho", "m") if k not in arrays]
+    if "m" in missing and len(missing) == 1:
+        raise ReferenceMismatch(f"{prefix} snapshots.npz has no lumped masses 'm' (rerun pdeflow solve)")
+    if missing:
+        raise ReferenceMismatch(f"{prefix} snapshots.npz lacks {', '.join(missing)} (rerun pdeflow solve)")
+    if not isinstance(summary, dict):
+        raise ReferenceMismatch(f"{prefix} summary.json is not a JSON object")
     if summary.get("case") != problem.name:
-        raise ReferenceMismatch(f"--reference {path}: it is a solve of {summary.get('case')!r}, not {problem.name!r}")
+        raise ReferenceMismatch(f"{prefix} it is a solve of {summary.get('case')!r}, not {problem.name!r}")
     described = summary.get("problem")
     if isinstance(described, dict) and described.get("flow") is not None and described.get("flow") != problem.describe().get("flow"):
-        raise ReferenceMismatch(f"--reference {path}: it was solved with flow {described['flow']}, not "
+        raise ReferenceMismatch(f"{prefix} it was solved with flow {described['flow']}, not "
                                 f"{problem.describe()['flow']} (alpha/beta differ)")
+    t, x, rho, m = (arrays[k].astype(float) for k in ("t", "x", "rho", "m"))
     times = np.asarray(problem.snapshot_times())
-    if data["t"].shape != times.shape or np.max(np.abs(data["t"] - times)) > 1e-12:
-        raise ReferenceMismatch(f"--reference {path}: snapshot times {list(data['t'])} differ from {list(times)}")
-    return {"t": data["t"], "x": data["x"], "rho": data["rho"], "m": data["m"], "summary": summary}
+    if t.shape != times.shape or np.max(np.abs(t - times)) > 1e-12:
+        raise ReferenceMismatch(f"{prefix} snapshot times {list(t)} differ from {list(times)}")
+    if x.ndim != 2 or x.shape[1] != problem.dim or m.shape != (x.shape[0],) or rho.shape != (t.size, x.shape[0]):
+        raise ReferenceMismatch(f"{prefix} inconsistent shapes in snapshots.npz (x {x.shape}, rho {rho.shape}, "
+                                f"m {m.shape})")
+    if not (np.all(np.isfinite(rho)) and np.all(np.isfinite(m)) and np.all(np.isfinite(x))):
+        raise ReferenceMismatch(f"{prefix} non-finite values in snapshots.npz")
+    if np.any(rho < 0) or np.any(m <= 0):
+        raise ReferenceMismatch(f"{prefix} negative densities or non-positive masses in snapshots.npz")
+    return {"t": t, "x": x, "rho": rho, "m": m, "summary": summary}
 
 
 def solve_reference_for(problem, n: int, tau: float, comm=None) -> dict:

@@ -124,3 +124,36 @@ def test_every_method_runs_against_a_reused_reference(tmp_path, mixture_referenc
     data = np.load(out / "particles.npz")
     assert data["x"].shape == (3, 60, 1)
     assert np.all((data["x"] >= -6) & (data["x"] <= 6))  # reflected into Ω
+
+
+def _corrupt_references(tmp_path, reference):
+    import shutil
+
+    out = {}
+    out["a file"] = (tmp_path / "file.txt", "not a directory")
+    out["a file"][0].write_text("x")
+    out["missing"] = (tmp_path / "nope", "no such directory")
+    for name, edit, needle in (
+        ("bad json", lambda d: (d / "summary.json").write_text("{not json"), "unreadable"),
+        ("json list", lambda d: (d / "summary.json").write_text("[1, 2]"), "not a JSON object"),
+        ("bad npz", lambda d: (d / "snapshots.npz").write_bytes(b"PK\x03\x04garbage"), "unreadable"),
+        ("no npz", lambda d: (d / "snapshots.npz").unlink(), "No such file"),
+        ("no rho", lambda d: np.savez(d / "snapshots.npz", **{k: v for k, v in np.load(d / "snapshots.npz").items()
+                                                              if k != "rho"}), "lacks rho"),
+        ("nan", lambda d: np.savez(d / "snapshots.npz", **{k: (v * np.nan if k == "rho" else v)
+                                                           for k, v in np.load(d / "snapshots.npz").items()}),
+         "non-finite"),
+    ):
+        d = tmp_path / name.replace(" ", "_")
+        shutil.copytree(reference, d)
+        edit(d)
+        out[name] = (d, needle)
+    return out
+
+
+def test_corrupt_reference_directories_are_one_line_errors(tmp_path, capsys, reference):
+    for name, (path, needle) in _corrupt_references(tmp_path, reference).items():
+        rc = main(["approx", "fr-kl-gauss-1d", "--method", "template-fr", "--set", "n_particles=20", "--reference",
+                   str(path), "--out", str(tmp_path / "o"), "--quiet"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and err.startswith("pdeflow: error:") and "\n" not in err and needle in err, (name, err)
