@@ -340,6 +340,11 @@ def parse_method_overrides(pairs, decl) -> tuple:
 CASE_TABLE_KEYS = ("description", "domain", "target", "initial", "initial_mass", "flow", "T", "snapshots")
 
 
+def _number(v) -> bool:
+    """A finite int or float, and not a bool (TOML true is not 1)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _mixture_from_table(path: str, table, dim: int) -> GaussianMixture:
     """{components = [{mean = [...], cov = [[...]] | variance = v, mass = m}, ...]}, or one
     component given directly ({mean, cov | variance, mass})."""
@@ -361,21 +366,23 @@ def _mixture_from_table(path: str, table, dim: int) -> GaussianMixture:
             raise CaseError(f"{cp}: unknown key {sorted(bad)[0]!r} (allowed: mean, cov, variance, mass)")
         mean = c.get("mean")
         mean = [mean] if isinstance(mean, (int, float)) and not isinstance(mean, bool) else mean
-        if not (isinstance(mean, list) and len(mean) == dim and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in mean)):
-            raise CaseError(f"{cp}.mean: expected {dim} number(s), got {c.get('mean')!r}")
+        if not (isinstance(mean, list) and len(mean) == dim and all(_number(v) for v in mean)):
+            raise CaseError(f"{cp}.mean: expected {dim} finite number(s), got {c.get('mean')!r}")
         if ("cov" in c) == ("variance" in c):
             raise CaseError(f"{cp}: give exactly one of cov (matrix) and variance (number: v·I)")
         if "variance" in c:
             v = c["variance"]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise CaseError(f"{cp}.variance: expected a positive number, got {v!r}")
+            if not (_number(v) and v > 0):
+                raise CaseError(f"{cp}.variance: expected a finite positive number, got {v!r}")
             cov = tuple(tuple(float(v) if i == j else 0.0 for j in range(dim)) for i in range(dim))
         else:
             cov = c["cov"]
+            rows = cov if isinstance(cov, list) else [cov]
+            if not all(_number(v) for row in rows for v in (row if isinstance(row, list) else [row])):
+                raise CaseError(f"{cp}.cov: expected finite numbers, got {cov!r}")
         mass = c.get("mass", 1.0)
-        if isinstance(mass, bool) or not isinstance(mass, (int, float)) or not mass > 0:
-            raise CaseError(f"{cp}.mass: expected a positive number, got {mass!r}")
+        if not (_number(mass) and mass > 0):
+            raise CaseError(f"{cp}.mass: expected a finite positive number, got {mass!r}")
         try:
             out.append(Gaussian(tuple(float(v) for v in mean), cov, float(mass)))
         except (ValueError, TypeError) as exc:
@@ -413,6 +420,9 @@ def case_from_table(name: str, table: dict) -> Problem:
     elif not (isinstance(dom, dict) and set(dom) == {"lower", "upper"}):
         raise CaseError(f"cases.{name}.domain: expected {{lower = [...], upper = [...]}} or {{mesh = NAME}}")
     else:
+        bounds = [v for key in ("lower", "upper") for v in (dom[key] if isinstance(dom[key], list) else [dom[key]])]
+        if not all(_number(v) for v in bounds):
+            raise CaseError(f"cases.{name}.domain: lower and upper must be finite numbers, got {dom!r}")
         try:
             domain = Domain(tuple(dom["lower"]) if isinstance(dom["lower"], list) else (dom["lower"],),
                             tuple(dom["upper"]) if isinstance(dom["upper"], list) else (dom["upper"],))
@@ -425,6 +435,9 @@ def case_from_table(name: str, table: dict) -> Problem:
         raise CaseError(f"cases.{name}.flow: expected {{alpha, beta, spherical}}")
     if not isinstance(fl.get("spherical", True), bool):
         raise CaseError(f"cases.{name}.flow.spherical: expected true or false")
+    for key in ("alpha", "beta"):
+        if key in fl and not (_number(fl[key]) and fl[key] >= 0):
+            raise CaseError(f"cases.{name}.flow.{key}: expected a finite number >= 0, got {fl[key]!r}")
     try:
         flow = Flow(fl.get("alpha", 0.0), fl.get("beta", 0.0), fl.get("spherical", True))
     except ValueError as exc:
@@ -434,13 +447,13 @@ def case_from_table(name: str, table: dict) -> Problem:
         extra["T"] = _convert(f"cases.{name}.T", table["T"], PROBLEM_KEYS["T"])
     if "snapshots" in table:
         snaps = table["snapshots"]
-        if not (isinstance(snaps, list) and snaps and all(isinstance(v, (int, float)) and v > 0 for v in snaps)):
-            raise CaseError(f"cases.{name}.snapshots: expected a non-empty list of positive times")
+        if not (isinstance(snaps, list) and snaps and all(_number(v) and v > 0 for v in snaps)):
+            raise CaseError(f"cases.{name}.snapshots: expected a non-empty list of finite positive times")
         extra["snapshots"] = tuple(float(v) for v in snaps)
     if "initial_mass" in table:
         m = table["initial_mass"]
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or not m > 0:
-            raise CaseError(f"cases.{name}.initial_mass: expected a positive number, got {m!r}")
+        if not (_number(m) and m > 0):
+            raise CaseError(f"cases.{name}.initial_mass: expected a finite positive number, got {m!r}")
         extra["initial_mass"] = float(m)
     if target.is_gaussian and initial.is_gaussian:
         kind = "gaussian"

@@ -211,6 +211,20 @@ def test_inline_case_table_runs_like_the_builtin_case(tmp_path):
         (("flow = {alpha = 1.0", "flow = {gamma = 2.0, alpha = 1.0"), "flow"),
         (("domain = {lower = [-6.0], upper = [6.0]}", "domain = {lower = [6.0], upper = [-6.0]}"), "domain"),
         (("[cases.my-gauss]", "[cases.my-gauss]\ncolour = 1"), "colour"),
+        # non-finite numbers and booleans are not numbers (they used to be accepted and every run failed)
+        (("variance = 1.0}", "variance = inf}"), "variance"),
+        (("target = {mean = [0.0]", "target = {mean = [nan]"), "target.mean"),
+        (("target = {mean = [0.0]", "target = {mean = [true]"), "target.mean"),
+        (("initial = {mean = [1.0], variance = 0.49}", "initial = {mean = [1.0], variance = 0.49, mass = inf}"),
+         "initial.mass"),
+        (("initial = {mean = [1.0], variance = 0.49}", "initial = {mean = [1.0], cov = [[nan]]}"), "initial.cov"),
+        (("domain = {lower = [-6.0], upper = [6.0]}", "domain = {lower = [-inf], upper = [6.0]}"), "domain"),
+        (("domain = {lower = [-6.0], upper = [6.0]}", "domain = {lower = [false], upper = [6.0]}"), "domain"),
+        (("flow = {alpha = 1.0", "flow = {alpha = inf"), "flow.alpha"),
+        (("flow = {alpha = 1.0", "flow = {alpha = true"), "flow.alpha"),
+        (("[cases.my-gauss]", "[cases.my-gauss]\ninitial_mass = nan"), "initial_mass"),
+        (("[cases.my-gauss]", "[cases.my-gauss]\nsnapshots = [0.5, inf]"), "snapshots"),
+        (("[cases.my-gauss]", "[cases.my-gauss]\nsnapshots = [true]"), "snapshots"),
     ],
 )
 def test_bad_inline_case_is_a_one_line_spec_error(edit, needle):
