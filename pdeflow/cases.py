@@ -259,6 +259,37 @@ def parse_overrides(pairs, extra_keys: dict = None) -> dict:
     return out
 
 
+# The resource budget of one command (README "Resource budget"): inputs beyond it are refused before any
+# work with the number and the limit, unless --allow-large.  Sized for a 2-core, 24 GiB machine: 2e6 P1
+# vertices is a 3-D mesh of n = 125 (minutes per step), 1e6 time steps hours of 1-D steps, 1e6 particles
+# a dense kernel step of 1e12 evaluations.
+RESOURCE_LIMITS = {"vertices": 2_000_000, "steps": 1_000_000, "particles": 1_000_000, "halvings": 30}
+
+
+def check_budget(problem: Problem, n=None, tau=None, tau_min=None, n_particles=None, dt=None,
+                 allow_large: bool = False) -> None:
+    """CaseError (one line, naming the key, the number and the limit) when a run would exceed
+    RESOURCE_LIMITS; nothing with ``allow_large``."""
+    if allow_large:
+        return
+    lim = RESOURCE_LIMITS
+    hint = " (--allow-large to run it anyway)"
+    if n is not None and (n + 1) ** problem.dim > lim["vertices"]:
+        raise CaseError(f"n = {n}: about {(n + 1) ** problem.dim:.3g} mesh vertices in {problem.dim}-D exceed the "
+                        f"budget of {lim['vertices']:.0e}{hint}")
+    if tau is not None and problem.T / tau > lim["steps"]:
+        raise CaseError(f"tau = {tau:g}: T/tau = {problem.T / tau:.3g} time steps exceed the budget of "
+                        f"{lim['steps']:.0e}{hint}")
+    if tau is not None and tau_min is not None and tau / tau_min > 2.0 ** lim["halvings"]:
+        raise CaseError(f"tau_min = {tau_min:g}: tau/tau_min = {tau / tau_min:.3g} allows more than "
+                        f"{lim['halvings']} halvings of a rejected step (2^{lim['halvings']} sub-steps){hint}")
+    if n_particles is not None and n_particles > lim["particles"]:
+        raise CaseError(f"n_particles = {n_particles}: more than the budget of {lim['particles']:.0e} particles{hint}")
+    if dt is not None and problem.T / dt > lim["steps"]:
+        raise CaseError(f"dt = {dt:g}: T/dt = {problem.T / dt:.3g} particle steps exceed the budget of "
+                        f"{lim['steps']:.0e}{hint}")
+
+
 def apply_overrides(problem: Problem, values: dict) -> tuple:
     """Split validated overrides into (modified problem, solver options)."""
     changes = {}

@@ -154,6 +154,8 @@ def _build_parser() -> _Parser:
     p_solve.add_argument("--json", action="store_true", help="print summary.json to stdout")
     p_solve.add_argument("--no-xdmf", action="store_true", help="skip the XDMF time series")
     p_solve.add_argument("--no-plots", action="store_true", help="skip snapshots.png and diagnostics.png")
+    p_solve.add_argument("--allow-large", action="store_true",
+                         help="run inputs beyond the resource budget (vertices, steps, particles)")
     p_solve.add_argument("--quiet", action="store_true", help="no progress bar and no report lines")
     p_approx = sub.add_parser("approx", help="run a particle (kernel) method and compare it with the reference")
     p_approx.add_argument("case", help="a case name (see `pdeflow cases`)")
@@ -170,6 +172,8 @@ def _build_parser() -> _Parser:
     p_approx.add_argument("--reference", default=None, help="reuse the reference written by `pdeflow solve` in DIR")
     p_approx.add_argument("--out", default=None, help="output directory (default results/<case>-<method>)")
     p_approx.add_argument("--json", action="store_true", help="print summary.json to stdout")
+    p_approx.add_argument("--allow-large", action="store_true",
+                         help="run inputs beyond the resource budget (vertices, steps, particles)")
     p_approx.add_argument("--quiet", action="store_true", help="no report lines")
     p_check = sub.add_parser("check", help="check a particle file written by any code against a reference (verdict)")
     p_check.add_argument("case", help="a case name (see `pdeflow cases`)")
@@ -182,6 +186,8 @@ def _build_parser() -> _Parser:
     p_check.add_argument("--out", default=None, help="output directory (default results/<case>-check)")
     p_check.add_argument("--json", action="store_true", help="print summary.json to stdout")
     p_check.add_argument("--no-plots", action="store_true", help="skip particles.png")
+    p_check.add_argument("--allow-large", action="store_true",
+                         help="run inputs beyond the resource budget (vertices, steps, particles)")
     p_check.add_argument("--quiet", action="store_true", help="no table")
     p_verify = sub.add_parser("verify", help="verify a particle method against its own continuum PDE (verdict)")
     p_verify.add_argument("case", help="a case name (see `pdeflow cases`)")
@@ -197,6 +203,8 @@ def _build_parser() -> _Parser:
     p_verify.add_argument("--out", default=None, help="output directory (default results/<case>-<method>-verify)")
     p_verify.add_argument("--json", action="store_true", help="print summary.json to stdout")
     p_verify.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p_verify.add_argument("--allow-large", action="store_true",
+                         help="run inputs beyond the resource budget (vertices, steps, particles)")
     p_verify.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     p_methods = sub.add_parser("methods", help="list the particle methods, their keys and continua")
     p_methods.add_argument("--json", action="store_true", help="print the list as JSON")
@@ -286,6 +294,7 @@ def _solve(args) -> int:
         raise case_registry.CaseError("scheme: 'hellinger-jko' is the pure Fisher-Rao step and needs alpha = 0")
     if "tau_min" in solver_opts and solver_opts["tau_min"] > tau:
         raise case_registry.CaseError("tau_min: must not exceed tau")
+    case_registry.check_budget(problem, n=n, tau=tau, tau_min=solver_opts.get("tau_min"), allow_large=args.allow_large)
 
     logging.getLogger().setLevel(logging.WARNING)  # dolfinx's JIT logs compiler lines at INFO
     from .fem import SolverError, solve_reference
@@ -390,6 +399,8 @@ def _method_setup(args, problem):
         )
     except ValueError as exc:
         raise case_registry.CaseError(str(exc)) from None
+    case_registry.check_budget(problem, n_particles=params.n_particles, dt=params.dt if "dt" in decl.uses else None,
+                               n=solver_opts.get("n"), tau=solver_opts.get("tau"), allow_large=args.allow_large)
     if decl.refuse is not None:
         reason = decl.refuse(problem, params)
         if reason:
@@ -498,14 +509,15 @@ def _check(args) -> int:
     if not (0 < args.alpha < 1):
         raise case_registry.CaseError(f"--alpha: expected a number in (0, 1), got {args.alpha!r}")
     name, cparams = _continuum_arg(args.continuum)
-    try:
-        t, x, w = load_particle_file(args.particles, problem)  # bad files fail here, before any solve
-    except ParticleFileError as exc:
-        raise case_registry.CaseError(str(exc)) from None
     unknown = set(solver_opts) - {"n"}
     if unknown:
         raise case_registry.CaseError(f"--set {sorted(unknown)[0]}: check takes only n (the reference resolution) "
                                       "besides the case keys")
+    case_registry.check_budget(problem, n=solver_opts.get("n"), allow_large=args.allow_large)
+    try:
+        t, x, w = load_particle_file(args.particles, problem)  # bad files fail here, before any solve
+    except ParticleFileError as exc:
+        raise case_registry.CaseError(str(exc)) from None
     logging.getLogger().setLevel(logging.WARNING)
     from mpi4py import MPI
 
@@ -566,6 +578,10 @@ def _verify(args) -> int:
         raise case_registry.CaseError(f"--set {sorted(unknown)[0]}: verify takes only n (the continuum's mesh resolution) "
                                       "besides the case and method keys")
     continuum = _continuum_arg(args.continuum) if args.continuum else None
+    plan = PLANS[args.plan]
+    case_registry.check_budget(problem, n_particles=max(plan["n_particles"]),
+                               dt=params.dt * min(plan["dt_factors"]) if "dt" in decl.uses else None,
+                               allow_large=args.allow_large)
     logging.getLogger().setLevel(logging.WARNING)
     from mpi4py import MPI
 

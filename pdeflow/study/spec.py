@@ -43,7 +43,8 @@ Format
 Tables and keys
 ---------------
 ``[study]``: ``name`` (required), ``case``, ``target``, ``metrics``, ``fit_range``, ``T``,
-``reference``.  Any other top-level key than ``study``, ``group`` and ``cases`` is an error.
+``reference``, ``allow_large`` (true: runs beyond the resource budget of ``pdeflow.cases.RESOURCE_LIMITS``
+— mesh vertices, time steps, particles — are allowed; otherwise such a spec is refused at load).  Any other top-level key than ``study``, ``group`` and ``cases`` is an error.
 
 ``[cases.NAME]`` (optional): a case given as data instead of a built-in name — a KL flow of
 Gaussian mixtures on a box (keys ``domain``, ``target``, ``initial``, ``initial_mass``, ``flow``,
@@ -140,7 +141,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..approx.methods import METHODS, MethodParams, get_method
-from ..cases import METHOD_KEYS, PROBLEM_KEYS, SOLVER_KEYS, CaseError, Key, apply_overrides, get_case
+from ..cases import (METHOD_KEYS, PROBLEM_KEYS, SOLVER_KEYS, CaseError, Key, apply_overrides, check_budget,
+                     get_case)
 
 
 class SpecError(ValueError):
@@ -154,7 +156,7 @@ METRICS = {
     "approx": ("mmd", "mmd_small", "mmd_large", "energy_distance", "w2", "mass_error", "boundary_layer"),
 }
 TOP_KEYS = ("study", "group", "cases")
-STUDY_KEYS = ("name", "case", "target", "metrics", "fit_range", "T", "reference")
+STUDY_KEYS = ("name", "case", "target", "metrics", "fit_range", "T", "reference", "allow_large")
 _COMMON = ("label", "kind", "case", "target", "metrics", "fit_range", "T", "alpha", "beta", "reference")
 GROUP_KEYS = {
     "reference": _COMMON + ("n", "tau"),
@@ -495,6 +497,9 @@ def parse_spec(data: dict, source: str = "<dict>") -> StudySpec:
     T = _scalar("study.T", study["T"], PROBLEM_KEYS["T"]) if "T" in study else None
     fit_range = _fit_range("study.fit_range", study["fit_range"]) if "fit_range" in study else None
     reference = _resolution("study.reference", study["reference"]) if "reference" in study else None
+    allow_large = study.get("allow_large", False)
+    if not isinstance(allow_large, bool):
+        _fail("study.allow_large", f"expected true or false, got {_show(allow_large)}")
 
     groups_raw = _required("", data, "group", "a study needs at least one [[group]]")
     if not isinstance(groups_raw, list):
@@ -517,6 +522,7 @@ def parse_spec(data: dict, source: str = "<dict>") -> StudySpec:
         metrics = allowed_metrics
 
     study_defaults = {"case": study_case, "target": target, "T": T, "fit_range": fit_range, "reference": reference,
+                      "allow_large": allow_large,
                       "metrics": metrics if "metrics" in study else None}
     groups, labels = [], {}
     for i, g in enumerate(groups_raw):
@@ -656,6 +662,10 @@ def _reference_runs(path, g, label, case, problem, overrides, T, defaults):
         taus = (_round(tied[1] * (L / n) ** tied[0]),) if tied else tau_vals
         for tau in taus:
             _scalar(_join(path, "tau"), tau, SOLVER_KEYS["tau"])
+            try:  # the resource budget of pdeflow.cases, before any run (allow_large = true in [study] lifts it)
+                check_budget(problem, n=n, tau=tau, allow_large=defaults.get("allow_large", False))
+            except CaseError as exc:
+                _fail(path, str(exc).replace("--allow-large", "allow_large = true in [study]"))
             all_taus.append(tau)
             sweep = {"h": h}
             if tied or tau_swept:
@@ -749,6 +759,12 @@ def _approx_runs(path, g, label, case, overrides, T, defaults, problem=None):
             method_params = MethodParams(**{k: params[k] for k in METHOD_FIELDS}, extra=params["extra"])
         except (TypeError, ValueError) as exc:
             _fail(path, f"invalid method parameters {sweep or ''}: {exc}")
+        try:
+            check_budget(problem, n_particles=method_params.n_particles,
+                         dt=method_params.dt if "dt" in decl.uses else None,
+                         n=reference["n"], tau=reference["tau"], allow_large=defaults.get("allow_large", False))
+        except CaseError as exc:
+            _fail(path, str(exc).replace("--allow-large", "allow_large = true in [study]"))
         # a method that refuses this case (geometry it does not approximate) fails here, before any solve
         reason = decl.refuse(problem, method_params) if (decl.refuse is not None and problem is not None) else None
         if reason:

@@ -138,3 +138,32 @@ def test_failing_solve_on_a_cold_jit_cache_prints_one_line(tmp_path):
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "tau_min" in lines[0], proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["solve", "fr-kl-gauss-1d", "--set", "n=1000000000"], "mesh vertices"),
+    (["solve", "wfr-kl-gauss-3d", "--set", "n=200"], "mesh vertices"),
+    (["solve", "fr-kl-gauss-1d", "--set", "tau=1e-300"], "time steps"),
+    (["solve", "fr-kl-gauss-1d", "--set", "T=1e9"], "time steps"),
+    (["solve", "hk-kl-gauss-1d", "--set", "tau_min=1e-200"], "halvings"),
+    (["approx", "fr-kl-gauss-1d", "--method", "template-fr", "--set", "n_particles=1000000000"], "particles"),
+    (["approx", "w-kl-gauss-1d", "--method", "svgd", "--set", "dt=1e-300"], "particle steps"),
+    (["approx", "w-kl-gauss-1d", "--method", "svgd", "--set", "n=100000000"], "mesh vertices"),
+    (["verify", "w-kl-gauss-1d", "--method", "svgd", "--set", "dt=1e-8"], "particle steps"),
+    (["check", "fr-kl-gauss-1d", "nope.npz", "--set", "n=100000000"], "mesh vertices"),
+])
+def test_inputs_beyond_the_resource_budget_are_refused_at_once(capsys, args, needle):
+    """No upper bounds used to mean n=10**9 or tau=1e-300 ran for ever or died in MemoryError."""
+    assert main(args + ["--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pdeflow: error:") and "\n" not in err and needle in err and "--allow-large" in err, err
+
+
+def test_allow_large_lifts_the_budget():
+    from pdeflow.cases import CaseError, check_budget, get_case
+
+    problem = get_case("fr-kl-gauss-1d")
+    with pytest.raises(CaseError, match="budget"):
+        check_budget(problem, n=3_000_000)
+    check_budget(problem, n=3_000_000, allow_large=True)
+    check_budget(problem, n=1000, tau=1e-5, tau_min=1e-12, n_particles=10**6, dt=1e-6)  # within: no error

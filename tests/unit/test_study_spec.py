@@ -390,3 +390,15 @@ def test_parse_spec_does_not_modify_its_input():
     before = copy.deepcopy(data)
     parse_spec(data)
     assert data == before
+
+
+def test_spec_beyond_the_resource_budget_is_refused_unless_allowed():
+    data = _base()
+    data["group"][0]["n"] = 10**8
+    with pytest.raises(SpecError, match="allow_large = true in"):
+        parse_spec(data)
+    data["study"]["allow_large"] = True
+    parse_spec(data)
+    data["study"]["allow_large"] = "yes"
+    with pytest.raises(SpecError, match="study.allow_large"):
+        parse_spec(data)
