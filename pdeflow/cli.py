@@ -714,6 +714,25 @@ class _BelowWarning(logging.Filter):
         return record.levelno >= logging.WARNING
 
 
+def _dispatch(args) -> int:
+    if args.command == "cases":
+        if _rank() == 0:
+            if args.markdown:
+                from .catalogue import case_catalogue_markdown
+
+                sys.stdout.write(case_catalogue_markdown())
+            else:
+                print(_cases_table(args.json))
+        return 0
+    if args.command == "methods":
+        if _rank() == 0:
+            print(_methods_table(args.json))
+        return 0
+    commands = {"approx": _approx, "check": _check, "verify": _verify, "study": _study, "report": _report,
+                "mesh": _mesh, "solve": _solve}
+    return commands[args.command](args)
+
+
 def main(argv=None) -> int:
     root = logging.getLogger()
     if not any(isinstance(f, _BelowWarning) for f in root.filters):
@@ -721,39 +740,34 @@ def main(argv=None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
-        if args.command == "cases":
-            if _rank() == 0:
-                if args.markdown:
-                    from .catalogue import case_catalogue_markdown
-
-                    sys.stdout.write(case_catalogue_markdown())
-                else:
-                    print(_cases_table(args.json))
-            return 0
-        if args.command == "approx":
-            return _approx(args)
-        if args.command == "check":
-            return _check(args)
-        if args.command == "verify":
-            return _verify(args)
-        if args.command == "methods":
-            if _rank() == 0:
-                print(_methods_table(args.json))
-            return 0
-        if args.command == "study":
-            return _study(args)
-        if args.command == "report":
-            return _report(args)
-        if args.command == "mesh":
-            return _mesh(args)
-        return _solve(args)
+        code = _dispatch(args)
+        if sys.stdout is not None:  # None: started with stdout closed (>&-), print() then writes nothing
+            sys.stdout.flush()  # here, not at interpreter exit: a stdout that cannot be written is caught below
+        return code
     except _UsageError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except case_registry.CaseError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except BrokenPipeError:  # `pdeflow cases | head`
-        sys.stderr.close()
+        _silence_stdout()
         return 0
+    except OSError as exc:  # an output that cannot be written: stdout to /dev/full or closed, a full disk
+        _silence_stdout()
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        return _fail(f"cannot write the output{where}: {exc.strerror or exc}", EXIT_FAILED)
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null, so that the interpreter's final flush of a broken stdout cannot turn
+    the one-line error into a traceback."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

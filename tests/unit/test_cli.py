@@ -167,3 +167,13 @@ def test_allow_large_lifts_the_budget():
         check_budget(problem, n=3_000_000)
     check_budget(problem, n=3_000_000, allow_large=True)
     check_budget(problem, n=1000, tau=1e-5, tau_min=1e-12, n_particles=10**6, dt=1e-6)  # within: no error
+
+
+def test_json_to_a_full_or_closed_stdout_is_one_line_not_a_traceback():
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(PDEFLOW + ["cases", "--json"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == ["pdeflow: error: cannot write the output: No space left on device"]
+    proc = subprocess.run(PDEFLOW + ["cases", "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=120, close_fds=True)
+    assert proc.returncode == 0 and proc.stderr == ""
