@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -92,6 +93,9 @@ def execute(run: dict, comm, runs_dir: Path) -> dict:
         # stage 2, the run itself
         try:
             out = _execute_reference(run, comm) if run["kind"] == "reference" else _execute_approx(run, comm, runs_dir)
+            bad = _non_finite_metric(out.get("metrics"))
+            if bad:  # a NaN metric is a failed run, not a number to fit
+                raise FloatingPointError(f"non-finite metric {bad}")
         except Exception as exc:  # noqa: BLE001
             message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
     # agree: a failure on any rank fails the run on all ranks (no rank enters another collective)
@@ -107,6 +111,23 @@ def execute(run: dict, comm, runs_dir: Path) -> dict:
     result.update({"wall": comm.allreduce(time.perf_counter() - t0, op=_max_op()), "versions": versions(),
                    "mpi_size": comm.size, "seed": run.get("seed")})
     return result
+
+
+# metrics that are NaN by design where they cannot be measured (the boundary layer of a reference that
+# holds almost no mass there), not by failure
+MAY_BE_NAN = ("boundary_layer", "boundary_layer_signed")
+
+
+def _non_finite_metric(metrics):
+    """The name of the first metric holding a NaN or inf (lists included), or None."""
+    for key, value in (metrics or {}).items():
+        if key in MAY_BE_NAN:
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isfinite(v):
+                return key
+    return None
 
 
 def _max_op():

@@ -322,3 +322,12 @@ def test_failure_on_one_rank_of_a_group_does_not_hang(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = sqlite3.connect(out / "study.sqlite").execute("select status, message from runs").fetchall()
     assert len(rows) == 2 and all(s == "failed" and "injected failure on rank 1" in m for s, m in rows), rows
+
+
+def test_non_finite_metrics_fail_the_run():
+    from pdeflow.study.runner import _non_finite_metric
+
+    assert _non_finite_metric({"L1": [0.1, float("nan")], "mmd": [0.2]}) == "L1"
+    assert _non_finite_metric({"mmd": [0.2], "mc_floor": float("inf")}) == "mc_floor"
+    assert _non_finite_metric({"mmd": [0.2], "boundary_layer": [float("nan")]}) is None  # not measurable by design
+    assert _non_finite_metric({"t": [0.0, 1.0], "mmd": [0.1, 0.2]}) is None
