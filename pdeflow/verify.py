@@ -45,7 +45,7 @@ def load_reference(path, problem) -> dict:
     path = Path(path)
     prefix = f"--reference {path}:"
     if not path.is_dir():
-        raise ReferenceMismatch(f"{prefix} {'not a directory' if path.exists() else 'no such directory'} "
+        raise ReferenceMismatch(f"{prefix} {'not a directory' if path.exists() else 'No such file or directory'} "
                                 "(give the --out directory of pdeflow solve)")
     try:
         with np.load(path / "snapshots.npz", allow_pickle=False) as npz:

@@ -132,7 +132,7 @@ def _corrupt_references(tmp_path, reference):
     out = {}
     out["a file"] = (tmp_path / "file.txt", "not a directory")
     out["a file"][0].write_text("x")
-    out["missing"] = (tmp_path / "nope", "no such directory")
+    out["missing"] = (tmp_path / "nope", "No such file or directory")
     for name, edit, needle in (
         ("bad json", lambda d: (d / "summary.json").write_text("{not json"), "unreadable"),
         ("json list", lambda d: (d / "summary.json").write_text("[1, 2]"), "not a JSON object"),
