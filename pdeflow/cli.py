@@ -212,6 +212,8 @@ def _build_parser() -> _Parser:
     p_study.add_argument("spec", help="study specification (TOML), e.g. studies/quickstart.toml")
     p_study.add_argument("--out", default=None, help="study directory (default results/<study name>)")
     p_study.add_argument("--resume", action="store_true", help="continue a study: skip the runs already stored")
+    p_study.add_argument("--force", action="store_true",
+                         help="with --resume: continue although the spec differs from the stored one (pools the runs)")
     p_study.add_argument("--ranks-per-run", type=int, default=1, metavar="g",
                          help="ranks per run: the P-1 worker ranks form (P-1)/g groups (default 1)")
     p_study.add_argument("--quiet", action="store_true", help="no progress bar, no tables")
@@ -666,6 +668,12 @@ def _study(args) -> int:
     out = Path(args.out or f"results/{spec.name}")
     if (out / "study.sqlite").exists() and not args.resume:
         raise case_registry.CaseError(f"--out {out}: it already holds a study; use --resume to continue it or another --out")
+    if args.resume and (out / "study.sqlite").exists() and not args.force:
+        from .study.runner import spec_change
+
+        change = spec_change(spec, out / "study.sqlite")
+        if change:
+            raise case_registry.CaseError(f"--resume {out}: {change}; use another --out, or --force to pool them")
     if args.ranks_per_run < 1:
         raise case_registry.CaseError("--ranks-per-run: expected an integer >= 1")
     logging.getLogger().setLevel(logging.WARNING)

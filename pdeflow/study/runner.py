@@ -269,7 +269,30 @@ def _open_store(spec, out_dir: Path, resume: bool):
     store = Store(out_dir / "study.sqlite")
     store.set_meta("name", spec.name)
     store.set_meta("spec", _spec_text(spec.source))
+    store.set_meta(META_RUNS, json.dumps(sorted(r["run_id"] for r in spec.runs())))
     return store
+
+
+META_RUNS = "run_ids"  # the run ids the spec defines: a resume with an edited spec is detected from them
+
+
+def spec_change(spec, store_path: Path):
+    """None if ``spec`` defines the runs the study at ``store_path`` was started with (or the store predates
+    the record), else a one-line summary of the difference: a resume must not pool two studies."""
+    from .store import Store
+
+    store = Store(store_path)
+    try:
+        stored = store.get_meta(META_RUNS)
+    finally:
+        store.close()
+    if stored is None:
+        return None
+    old, new = set(json.loads(stored)), {r["run_id"] for r in spec.runs()}
+    if old == new:
+        return None
+    return (f"the spec differs from the one the study was started with: {len(new - old)} run(s) added, "
+            f"{len(old - new)} removed, {len(old & new)} kept")
 
 
 def _spec_text(source: str) -> str:

@@ -331,3 +331,19 @@ def test_non_finite_metrics_fail_the_run():
     assert _non_finite_metric({"mmd": [0.2], "mc_floor": float("inf")}) == "mc_floor"
     assert _non_finite_metric({"mmd": [0.2], "boundary_layer": [float("nan")]}) is None  # not measurable by design
     assert _non_finite_metric({"t": [0.0, 1.0], "mmd": [0.1, 0.2]}) is None
+
+
+def test_resume_with_an_edited_spec_is_refused_unless_forced(tmp_path, capsys):
+    from pdeflow.cli import main
+
+    spec_path = tmp_path / "tiny.toml"
+    spec_path.write_text(TINY)
+    out = tmp_path / "s"
+    assert main(["study", str(spec_path), "--out", str(out), "--quiet"]) == 0
+    assert main(["study", str(spec_path), "--out", str(out), "--resume", "--quiet"]) == 0  # same spec: fine
+    spec_path.write_text(TINY.replace("n_particles = [30, 60]", "n_particles = [30, 90]"))
+    capsys.readouterr()
+    assert main(["study", str(spec_path), "--out", str(out), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "differs from the one the study was started with" in err and "added" in err and "\n" not in err
+    assert main(["study", str(spec_path), "--out", str(out), "--resume", "--force", "--quiet"]) == 0
