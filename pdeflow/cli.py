@@ -212,6 +212,8 @@ def _build_parser() -> _Parser:
     p_study.add_argument("spec", help="study specification (TOML), e.g. studies/quickstart.toml")
     p_study.add_argument("--out", default=None, help="study directory (default results/<study name>)")
     p_study.add_argument("--resume", action="store_true", help="continue a study: skip the runs already stored")
+    p_study.add_argument("--retry-failed", action="store_true",
+                         help="resume the study and run its failed runs again (implies --resume)")
     p_study.add_argument("--force", action="store_true",
                          help="with --resume: continue although the spec differs from the stored one (pools the runs)")
     p_study.add_argument("--ranks-per-run", type=int, default=1, metavar="g",
@@ -666,6 +668,7 @@ def _study(args) -> int:
     except SpecError as exc:
         raise case_registry.CaseError(str(exc)) from None
     out = Path(args.out or f"results/{spec.name}")
+    args.resume = args.resume or args.retry_failed
     if (out / "study.sqlite").exists() and not args.resume:
         raise case_registry.CaseError(f"--out {out}: it already holds a study; use --resume to continue it or another --out")
     if args.resume and (out / "study.sqlite").exists() and not args.force:
@@ -687,7 +690,7 @@ def _study(args) -> int:
             f"--ranks-per-run {args.ranks_per_run}: the {comm.size - 1} worker ranks (all but the dispatcher, rank 0) "
             f"must split into groups of that size")
     summary = run_study(spec, out, comm=comm, ranks_per_run=args.ranks_per_run, resume=args.resume,
-                        progress=not args.quiet)
+                        progress=not args.quiet, retry_failed=args.retry_failed)
     if comm.rank == 0:
         from .study.report import make_report
 

@@ -13,7 +13,8 @@ Layout under ``mpirun -n P``:
   dispatcher waits with a sleeping probe, so it does not burn a core.
 
 Rank 0 commits each result to the SQLite store as soon as it arrives, so ``kill -9`` loses at most
-the runs in progress; ``--resume`` skips the runs the store already holds (done or failed).  A run
+the runs in progress; ``--resume`` skips the runs the store already holds (done or failed;
+``--retry-failed`` runs the failed ones again).  A run
 that raises (Newton floor, NaN, an exception on one rank of its group) is stored as failed with its
 message: every rank of the group catches, the group agrees with an allreduce, and the study goes
 on.  The FE references of particle runs are runs of their own (group ``_reference``), computed once
@@ -231,9 +232,12 @@ def plan(spec) -> tuple:
     return ordered, membership
 
 
-def run_study(spec, out_dir, comm=None, ranks_per_run: int = 1, resume: bool = False, progress: bool = True) -> dict:
+def run_study(spec, out_dir, comm=None, ranks_per_run: int = 1, resume: bool = False, progress: bool = True,
+              retry_failed: bool = False) -> dict:
     """Run every run of ``spec`` into ``out_dir`` (collective over ``comm``); returns a summary
     (on rank 0) with the numbers of done / failed / skipped runs and the wall time."""
+    if retry_failed:  # a resume that runs the stored failures again (their rows are replaced)
+        resume = "retry-failed"
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD if comm is None else comm
@@ -326,7 +330,7 @@ def _bar(total: int, progress: bool):
 
 def _todo(spec, store, resume):
     runs, membership = plan(spec)
-    finished = store.finished_ids() if resume else set()
+    finished = store.finished_ids(retry_failed=resume == "retry-failed") if resume else set()
     for r in runs:  # runs already stored still belong to every group that lists them
         if r["run_id"] in finished:
             for label in membership.get(r["run_id"], ()):

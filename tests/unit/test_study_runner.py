@@ -347,3 +347,25 @@ def test_resume_with_an_edited_spec_is_refused_unless_forced(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "differs from the one the study was started with" in err and "added" in err and "\n" not in err
     assert main(["study", str(spec_path), "--out", str(out), "--resume", "--force", "--quiet"]) == 0
+
+
+def test_retry_failed_runs_the_failures_again(tmp_path, monkeypatch):
+    """Runs that failed (here: an injected failure in group 'tau') are kept by --resume and run again by
+    --retry-failed, whose results replace them; done runs are not recomputed."""
+    from pdeflow.cli import main
+
+    spec_path = tmp_path / "tiny.toml"
+    spec_path.write_text(TINY)
+    out = tmp_path / "s"
+    monkeypatch.setenv("PDEFLOW_STUDY_FAIL", "tau:0")
+    assert main(["study", str(spec_path), "--out", str(out), "--quiet"]) == 0
+    monkeypatch.delenv("PDEFLOW_STUDY_FAIL")
+    status = lambda: {r["run_id"]: (r["group"], r["status"]) for r in Store(out / "study.sqlite").rows()}
+    before = status()
+    failed = {k for k, (g, st) in before.items() if st == "failed"}
+    assert failed and all(before[k][0] == "tau" for k in failed)
+    assert main(["study", str(spec_path), "--out", str(out), "--resume", "--quiet"]) == 0
+    assert {k for k, (_, st) in status().items() if st == "failed"} == failed  # resume keeps failures
+    assert main(["study", str(spec_path), "--out", str(out), "--retry-failed", "--quiet"]) == 0
+    after = status()
+    assert all(after[k][1] == "done" for k in failed) and set(after) == set(before)
