@@ -8,12 +8,28 @@
 """
 from __future__ import annotations
 
+import hashlib
+import re
+
 from pathlib import Path
 
 import numpy as np
 
 from ..plots import draw_density_2d
 
+
+
+_SAFE = re.compile(r"[A-Za-z0-9._-]{1,80}")
+
+
+def file_slug(text) -> str:
+    """The label itself where it is a short file-name-safe word; otherwise its safe prefix and 8 hex
+    digits of its SHA-1, unique per label and never longer than 70 characters."""
+    text = str(text)
+    if _SAFE.fullmatch(text) and not text.startswith("."):
+        return text
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:60] or "x"
+    return f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 def _plt():
     import matplotlib
@@ -79,7 +95,7 @@ def _reference_figures(group, run, data, out: Path) -> list:
         ax.set_title("energy and discrete energy identity", fontsize=9)
     else:
         axes[1].axis("off")
-    path = out / f"density_{group}.png"
+    path = out / f"density_{file_slug(group)}.png"
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -107,7 +123,7 @@ def _particle_figure(group, run, data, ref, out: Path) -> list:
     ax.set_title(f"{group}: {run['method']}, N = {run['params']['n_particles']}, seed {run.get('seed')}, "
                  f"t = {data['t'][-1]:g}", fontsize=9)
     ax.legend(fontsize=8) if x.shape[1] == 1 else None
-    path = out / f"particles_{group}.png"
+    path = out / f"particles_{file_slug(group)}.png"
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -182,7 +198,7 @@ def boundary_layer_figures(summary: list, out: Path) -> list:
         ax.set_title(f"{group}: mass within the boundary layer ({entries[0]['method']}, mean ± sd over seeds)",
                      fontsize=9)
         ax.legend(fontsize=8)
-        path = out / f"boundary_{group}.png"
+        path = out / f"boundary_{file_slug(group)}.png"
         fig.tight_layout()
         fig.savefig(path, dpi=100)
         plt.close(fig)

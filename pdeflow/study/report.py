@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .orders import fit_group
+from .figures import file_slug
 from .store import META_NAME, META_SPEC, Store, resolve_path
 
 PARAM_PRIORITY = ("h", "tau", "n_particles", "lam", "sigma", "dt")
@@ -102,7 +103,10 @@ def _unique_join(values) -> str:
 
 
 def _slug(text) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "x"
+    """A file-name part for a label: the label itself when it is short and file-name safe, else its safe
+    prefix plus a hash of the whole label, so that "/" or 255+ characters cannot break a file name and two
+    labels cannot share one ("a b" and "a_b" used to)."""
+    return file_slug(text)
 
 
 def _num(x, fmt="{:.3g}") -> str:

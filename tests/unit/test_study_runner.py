@@ -369,3 +369,28 @@ def test_retry_failed_runs_the_failures_again(tmp_path, monkeypatch):
     assert main(["study", str(spec_path), "--out", str(out), "--retry-failed", "--quiet"]) == 0
     after = status()
     assert all(after[k][1] == "done" for k in failed) and set(after) == set(before)
+
+
+def test_figure_names_are_safe_and_unique():
+    from pdeflow.study.figures import file_slug
+
+    assert file_slug("tau") == "tau" and file_slug("bd-N") == "bd-N"
+    a, b = file_slug("a b"), file_slug("a_b")
+    assert a != b and b == "a_b"
+    assert "/" not in file_slug("x/y") and file_slug("x/y") != file_slug("x_y")
+    long = file_slug("L" * 300)
+    assert len(long) <= 70 and long != file_slug("L" * 299)
+    assert not file_slug("..").startswith(".")
+
+
+def test_report_with_a_slash_and_a_long_label(tmp_path):
+    from pdeflow.study.report import make_report
+
+    text = TINY.replace('label = "h"', 'label = "h/' + "x" * 260 + '"')
+    spec_path = tmp_path / "odd.toml"
+    spec_path.write_text(text)
+    out = tmp_path / "odd"
+    run_study(load_spec(spec_path), out, comm=MPI.COMM_SELF, progress=False)
+    html = make_report(out)
+    assert html.exists() and all(len(p.name) < 255 for p in out.iterdir())
+    assert any(p.name.startswith("conv_h_") and p.suffix == ".png" for p in out.iterdir())
