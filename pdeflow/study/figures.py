@@ -22,6 +22,11 @@ from ..plots import draw_density_2d
 _SAFE = re.compile(r"[A-Za-z0-9._-]{1,80}")
 
 
+def _level(value) -> str:
+    """A sweep level for a label: numbers in %g, strings (a swept kernel name) as they are."""
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
 def file_slug(text) -> str:
     """The label itself where it is a short file-name-safe word; otherwise its safe prefix and 8 hex
     digits of its SHA-1, unique per label and never longer than 70 characters."""
@@ -190,7 +195,7 @@ def boundary_layer_figures(summary: list, out: Path) -> list:
         fig, ax = plt.subplots(figsize=(6.5, 4))
         colors = plt.cm.viridis(np.linspace(0, 0.9, len(entries)))
         for s, c in zip(entries, colors):
-            label = f"{s['param']} = {s['level']:g}" if s["param"] else "runs"
+            label = f"{s['param']} = {_level(s['level'])}" if s["param"] else "runs"
             ax.errorbar(s["t"], s["mean"], yerr=s["std"], color=c, marker="o", ms=3, capsize=2, label=label)
         ax.axhline(0.0, color="k", lw=0.8)
         ax.set_xlabel("t")

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .orders import fit_group
-from .figures import file_slug
+from .figures import _level, file_slug
 from .store import META_NAME, META_SPEC, Store, resolve_path
 
 PARAM_PRIORITY = ("h", "tau", "n_particles", "lam", "sigma", "dt")
@@ -181,6 +181,10 @@ def _spec_fit_ranges(store: Store) -> dict:
     return out
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _fits(store: Store) -> list:
     """[(table row, fit_group dict, group rows)] per (group, metric); the spec's fit_range, when
     set, restricts the levels fitted (the asymptotic range)."""
@@ -191,6 +195,8 @@ def _fits(store: Store) -> list:
         param = group_param(rows)
         if param is None:
             continue
+        if not all(_is_number((r.get("sweep") or {}).get(param, 0.0)) for r in rows):
+            continue  # a swept string (kernel = ["gaussian", "imq"]) has no order; its runs are in the tables
         for metric in group_metrics(rows):
             fit = fit_group(rows, param, metric, fit_range=ranges.get(group))
             if not fit["levels"]:
@@ -490,7 +496,7 @@ def make_report(store_dir, out_dir=None) -> Path:
                          "(tent-weighted; <code>pdeflow.compare.boundary_layer_mass</code>) against the FE "
                          "reference, mean ± sd over seeds; also in boundary_layer.md. Monte Carlo error shrinks "
                          "with N and changes sign between seeds; a boundary bias of the method does not.</p>")
-            cells = [[s["group"], s["method"] or "", f"{s['param']} = {s['level']:g}" if s["param"] else "",
+            cells = [[s["group"], s["method"] or "", f"{s['param']} = {_level(s['level'])}" if s["param"] else "",
                       str(s["seeds"])] + [f"{m:+.3f} ± {d:.3f}" for m, d in zip(s["mean"], s["std"])] for s in layer]
             ts = layer[0]["t"]
             header = ["group", "method", "level", "seeds"] + [f"t = {t:g}" for t in ts]

@@ -394,3 +394,20 @@ def test_report_with_a_slash_and_a_long_label(tmp_path):
     html = make_report(out)
     assert html.exists() and all(len(p.name) < 255 for p in out.iterdir())
     assert any(p.name.startswith("conv_h_") and p.suffix == ".png" for p in out.iterdir())
+
+
+def test_swept_string_parameter_runs_and_reports(tmp_path):
+    """kernel = ["gaussian", "imq"] used to crash the report (float('imq')): the runs are tabulated and no
+    order is fitted over a string."""
+    from pdeflow.study.report import make_report
+
+    spec_path = tmp_path / "k.toml"
+    spec_path.write_text('[study]\nname = "k"\ncase = "w-kl-gauss-1d"\n\n[[group]]\nlabel = "kern"\nkind = "approx"\n'
+                         'method = "svgd"\nkernel = ["gaussian", "imq"]\nsigma = 0.5\nn_particles = 30\ndt = 0.05\n'
+                         'reference = {n = 50, tau = 0.05}\n')
+    out = tmp_path / "k"
+    run_study(load_spec(spec_path), out, comm=MPI.COMM_SELF, progress=False)
+    rows = [r for r in Store(out / "study.sqlite").rows() if r["group"] == "kern"]
+    assert {r["sweep"]["kernel"] for r in rows} == {"gaussian", "imq"} and all(r["status"] == "done" for r in rows)
+    assert make_report(out).exists()
+    assert "imq" in (out / "runs.md").read_text()
