@@ -505,7 +505,8 @@ def _continuum_arg(text):
 
 
 def _check(args) -> int:
-    from .assess.check import STATUS_EXIT, ParticleFileError, check_particles_against, load_particle_file
+    from .assess.check import (STATUS_EXIT, ParticleFileError, check_particles_against, load_particle_file,
+                               prepare_reference)
 
     problem = case_registry.get_case(args.case)
     values = case_registry.parse_overrides(args.set)
@@ -537,9 +538,11 @@ def _check(args) -> int:
         raise case_registry.CaseError(str(exc)) from None
     fine, coarse = pair["fine"], pair["coarse"]
     scales = assess_verify.metric_scales(problem)
-    eps = [(MeshMeasure(fine["x"], fine["rho"][k], fine["m"], scales).mmd2_to(
-        MeshMeasure(coarse["x"], coarse["rho"][k], coarse["m"], scales))) ** 0.5 / 3.0 for k in range(len(t))]
-    result = check_particles_against(problem, t, x, w, fine, scales, alpha=args.alpha, reference_error=eps)
+    prepared = prepare_reference(fine, scales)  # the fine measures serve the error estimate and the test
+    eps = [(measure.mmd2_to(MeshMeasure(coarse["x"], coarse["rho"][k], coarse["m"], scales))) ** 0.5 / 3.0
+           for k, (measure, _) in enumerate(prepared)]
+    result = check_particles_against(problem, t, x, w, fine, scales, alpha=args.alpha, reference_error=eps,
+                                     prepared=prepared)
     status = result["status"]
     if comm.rank == 0:
         out = Path(args.out or f"results/{problem.name}-check")
