@@ -15,13 +15,13 @@ all: test
 
 # --- set-up -------------------------------------------------------------------------------
 system:
-	@if ! /usr/bin/python3 -c "import dolfinx, petsc4py, mpi4py, scipy, sympy" 2>/dev/null \
+	@if ! /usr/bin/python3 -c "import dolfinx, petsc4py, mpi4py, scipy, sympy, h5py" 2>/dev/null \
 	    || ! command -v mpirun >/dev/null || ! /usr/bin/python3 -c "import ensurepip" 2>/dev/null \
 	    || ! ldconfig -p | grep -q libGLU.so.1 || ! ldconfig -p | grep -q libXinerama.so.1 \
 	    || ! ldconfig -p | grep -q libXcursor.so.1 || ! ldconfig -p | grep -q libXft.so.2; then \
-	  echo "[setup] installing python3-dolfinx (Debian) and the libraries of the gmsh wheel ..."; \
+	  echo "[setup] installing python3-dolfinx, h5py (Debian: PyPI's h5py wheel breaks next to dolfinx's HDF5) and the libraries of the gmsh wheel ..."; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq python3-dolfinx python3-venv python3-scipy python3-sympy \
+	  apt-get update -qq && apt-get install -y -qq python3-dolfinx python3-venv python3-scipy python3-sympy python3-h5py-mpi \
 	    libglu1-mesa libxcursor1 libxft2 libxinerama1 >/dev/null; \
 	fi
 
@@ -47,7 +47,7 @@ test: setup test-serial test-mpi
 # per-test timeouts, and an outer one for the MPI part: a collective that one rank never reaches
 # must fail the run, not hang it
 test-serial: setup
-	$(PY) -m pytest -q --timeout=600 tests/unit tests/convergence
+	$(PY) -m pytest -q --timeout=600 tests/unit tests/convergence tests/reliability
 
 test-mpi: setup
 	timeout 900 $(MPIRUN) -n $(NP) $(PY) -m pytest -q -p no:cacheprovider --timeout=300 tests/mpi

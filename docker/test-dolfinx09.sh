@@ -10,9 +10,10 @@ set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${PDEFLOW_CHROOT_CACHE:-/var/cache/pdeflow}"
 ROOT="$CACHE/trixie"
-MIRROR="$( (grep -rhoE 'https?://[^ ]*debian[^ ]*' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null || true) | grep -v security | head -n 1 || true)"
-MIRROR="${MIRROR:-http://deb.debian.org/debian}"
-PACKAGES="python3-dolfinx python3-pytest python3-scipy python3-sympy python3-mpi4py python3-matplotlib python3-pot python3-tqdm python3-gmsh"
+# the first configured (or PDEFLOW_DEBIAN_MIRRORS) mirror that serves trixie: a dated snapshot mirror
+# first in the sources made debootstrap fail with "Failed getting release file"
+pick_mirror() { python3 "$REPO/docker/pick_mirror.py" --suite trixie; }
+PACKAGES="python3-dolfinx python3-pytest python3-scipy python3-sympy python3-mpi4py python3-matplotlib python3-pot python3-tqdm python3-gmsh python3-h5py-mpi"
 
 if [ "$(id -u)" != 0 ]; then echo "test-dolfinx09: needs root (debootstrap, chroot, mount)" >&2; exit 2; fi
 command -v debootstrap >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
@@ -28,11 +29,19 @@ mount_bind() { mkdir -p "$2"; mountpoint -q "$2" || { mount --bind "$1" "$2"; mo
 if [ ! -x "$ROOT/usr/bin/python3" ] || ! chroot "$ROOT" python3 -c "import dolfinx" 2>/dev/null; then
   echo "[dolfinx09] building the trixie chroot in $ROOT (once; ~2 minutes)"
   mkdir -p "$CACHE"
-  [ -f "$ROOT/etc/os-release" ] || debootstrap --variant=minbase trixie "$ROOT" "$MIRROR" >/dev/null
+  if [ ! -f "$ROOT/etc/os-release" ]; then
+    MIRROR="$(pick_mirror)" || exit 1
+    echo "[dolfinx09] mirror: $MIRROR"
+    # a half-made chroot (an earlier debootstrap that failed) would be taken for a made one
+    rm -rf "$ROOT.partial"
+    debootstrap --variant=minbase trixie "$ROOT.partial" "$MIRROR" >/dev/null || { rm -rf "$ROOT.partial"; exit 1; }
+    rm -rf "$ROOT"
+    mv "$ROOT.partial" "$ROOT"
+  fi
 fi
 for d in proc sys dev; do mount_bind "/$d" "$ROOT/$d"; done
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
-if ! chroot "$ROOT" python3 -c "import dolfinx, ot, pytest, tqdm, sympy, matplotlib, gmsh" 2>/dev/null; then
+if ! chroot "$ROOT" python3 -c "import dolfinx, ot, pytest, tqdm, sympy, matplotlib, gmsh, h5py" 2>/dev/null; then
   chroot "$ROOT" bash -c "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq $PACKAGES >/dev/null"
 fi
 mount_bind "$REPO" "$ROOT/src"

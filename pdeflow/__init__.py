@@ -6,7 +6,7 @@ pulls in dolfinx: only ``solve_reference`` needs it.
 __version__ = "0.1.0"
 
 __all__ = ["load_case", "solve_reference", "exact_solution", "case_names", "run_approximation", "initial_particles",
-           "get_method", "verify_method", "check_particles"]
+           "get_method", "verify_method", "check_particles", "Reference"]
 
 
 def __getattr__(name):
@@ -34,6 +34,10 @@ def __getattr__(name):
         from .assess.verify import verify_method
 
         return verify_method
+    if name == "Reference":  # numpy/scipy only: loads an exported reference file without dolfinx
+        from .reference import Reference
+
+        return Reference
     if name == "check_particles":
         from .assess.check import check_particles_against
 

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Dict
 
+import numpy as np
+
 from .geometry import Flow
 from .problem import Domain, Gaussian, GaussianMixture, Problem
 
@@ -202,7 +204,8 @@ PROBLEM_KEYS = {
 SOLVER_KEYS = {
     "n": Key(int, lambda v: v >= 2, "an integer >= 2 (cells per direction)"),
     "tau": Key(float, lambda v: v > 0 and math.isfinite(v), "a positive number"),
-    "scheme": Key(str, lambda v: v in ("frozen-mobility", "hellinger-jko"), "'frozen-mobility' or 'hellinger-jko'"),
+    "scheme": Key(str, lambda v: v in ("frozen-mobility", "hellinger-jko", "bdf2"),
+                  "'frozen-mobility', 'hellinger-jko' or 'bdf2' (second order)"),
     "solver": Key(str, lambda v: v in ("auto", "direct", "cg-gamg"), "'auto', 'direct' or 'cg-gamg'"),
     "newton_tol": Key(float, lambda v: 0 < v < 1e-2, "a number in (0, 1e-2)"),
     "newton_max_it": Key(int, lambda v: v >= 1, "an integer >= 1"),
@@ -262,8 +265,9 @@ def parse_overrides(pairs, extra_keys: dict = None) -> dict:
 # The resource budget of one command (README "Resource budget"): inputs beyond it are refused before any
 # work with the number and the limit, unless --allow-large.  Sized for a 2-core, 24 GiB machine: 2e6 P1
 # vertices is a 3-D mesh of n = 125 (minutes per step), 1e6 time steps hours of 1-D steps, 1e6 particles
-# a dense kernel step of 1e12 evaluations.
-RESOURCE_LIMITS = {"vertices": 2_000_000, "steps": 1_000_000, "particles": 1_000_000, "halvings": 30}
+# a dense kernel step of 1e12 evaluations; 1e5 runs of one study group are weeks of small runs.
+RESOURCE_LIMITS = {"vertices": 2_000_000, "steps": 1_000_000, "particles": 1_000_000, "halvings": 30,
+                   "runs": 100_000}
 
 
 def check_budget(problem: Problem, n=None, tau=None, tau_min=None, n_particles=None, dt=None,
@@ -421,6 +425,25 @@ def _mixture_from_table(path: str, table, dim: int) -> GaussianMixture:
     return GaussianMixture(tuple(out))
 
 
+def _check_representable(path: str, density: GaussianMixture, domain: Domain) -> None:
+    """CaseError when the density underflows to 0 on all of Ω or its log is not finite there (a
+    component far outside the domain, a variance of 1e-320): the solver works with log ρ, π and
+    their masses on Ω, which are then 0 or NaN in every run.  Checked at each component's mean
+    clipped to the (bounding) box, where a Gaussian with diagonal covariance is largest on it."""
+    points = np.clip(np.array([c.mean for c in density.components], dtype=float), domain.lower, domain.upper)
+    with np.errstate(all="ignore"):
+        logs = density.log_density(points.T)
+    if not np.all(np.isfinite(logs) | (logs == -np.inf)):
+        raise CaseError(f"{path}: its log density is not finite on the domain (a variance too small to represent?)")
+    if not np.max(logs) > LOG_DENSITY_FLOOR:
+        raise CaseError(f"{path}: the density underflows to 0 on the whole domain (log density {np.max(logs):.3g} "
+                        f"at its modes clipped to the domain); move it into the domain or widen it")
+
+
+# exp(-700) ≈ 1e-304: below this a density is 0 in double precision
+LOG_DENSITY_FLOOR = -700.0
+
+
 def case_from_table(name: str, table: dict) -> Problem:
     """A Problem from a table of data (KL flow of Gaussian-mixture densities on a box or a mesh):
 
@@ -430,10 +453,11 @@ def case_from_table(name: str, table: dict) -> Problem:
         initial_mass = 1.0            # optional: rescale ρ0 to this mass on Ω
         flow = {alpha = 1.0, beta = 1.0, spherical = true}
         T = 1.0                       # optional
-        snapshots = [0.25, 0.5, 1.0]  # optional
+        snapshots = [0.25, 0.5, 1.0]  # optional: strictly increasing, in (0, T]
 
     The exact solution is the Gaussian ODE when target and initial are single Gaussians, the FR
-    closed form when alpha = 0, else none.  CaseError (one line, naming the key) on bad data."""
+    closed form when alpha = 0, else none.  CaseError (one line, naming the key) on bad data, also for a
+    density that underflows to 0 on the whole domain."""
     if not isinstance(table, dict):
         raise CaseError(f"cases.{name}: expected a table")
     bad = set(table) - set(CASE_TABLE_KEYS)
@@ -459,8 +483,13 @@ def case_from_table(name: str, table: dict) -> Problem:
                             tuple(dom["upper"]) if isinstance(dom["upper"], list) else (dom["upper"],))
         except (ValueError, TypeError) as exc:
             raise CaseError(f"cases.{name}.domain: {exc}") from None
+        # [-1e308, 1e308] has finite bounds but an infinite width: h = L/n would be inf
+        if not all(math.isfinite(b - a) for a, b in zip(domain.lower, domain.upper)):
+            raise CaseError(f"cases.{name}.domain: the width upper - lower overflows, got {dom!r}")
     target = _mixture_from_table(f"cases.{name}.target", table["target"], domain.dim)
     initial = _mixture_from_table(f"cases.{name}.initial", table["initial"], domain.dim)
+    for key, density in (("target", target), ("initial", initial)):
+        _check_representable(f"cases.{name}.{key}", density, domain)
     fl = table["flow"]
     if not isinstance(fl, dict) or set(fl) - {"alpha", "beta", "spherical"}:
         raise CaseError(f"cases.{name}.flow: expected {{alpha, beta, spherical}}")
@@ -475,12 +504,21 @@ def case_from_table(name: str, table: dict) -> Problem:
         raise CaseError(f"cases.{name}.flow: {exc}") from None
     extra = {}
     if "T" in table:
+        if not _number(table["T"]):  # _convert would also take the TOML string "1"
+            raise CaseError(f"cases.{name}.T: expected {PROBLEM_KEYS['T'].rule}, got {table['T']!r}")
         extra["T"] = _convert(f"cases.{name}.T", table["T"], PROBLEM_KEYS["T"])
     if "snapshots" in table:
         snaps = table["snapshots"]
         if not (isinstance(snaps, list) and snaps and all(_number(v) and v > 0 for v in snaps)):
             raise CaseError(f"cases.{name}.snapshots: expected a non-empty list of finite positive times")
+        # Problem sorts, merges and drops times beyond T silently; in a table they are a typo
+        T = extra.get("T", Problem.T)
+        if any(b <= a for a, b in zip(snaps, snaps[1:])) or snaps[-1] > T:
+            raise CaseError(f"cases.{name}.snapshots: expected strictly increasing times in (0, T = {T:g}], "
+                            f"got {snaps!r}")
         extra["snapshots"] = tuple(float(v) for v in snaps)
+    if "description" in table and not isinstance(table["description"], str):
+        raise CaseError(f"cases.{name}.description: expected a string, got {table['description']!r}")
     if "initial_mass" in table:
         m = table["initial_mass"]
         if not (_number(m) and m > 0):

@@ -8,6 +8,9 @@
     pdeflow methods [--json]
     pdeflow study SPEC.toml [--out DIR] [--resume] [--ranks-per-run g] [--quiet]
     pdeflow report DIR
+    pdeflow solve CASE --discretization fv [--petsc-options OPTS]   (finite volumes, pdeflow/fv)
+    pdeflow crosscheck CASE [--set n=.. tol=.. tau_factor=..] [--json]   (exit 0 agree / 4 disagree)
+    pdeflow export CASE [--set key=value ...] [--tol TOL] --out FILE.npz|FILE.h5   (a reference as data)
 
 Bad input (unknown case or key, τ ≤ 0, n < 2, a non-numeric value, ...) gives a one-line message
 on stderr and exit code 2, on rank 0 only, before any dolfinx object is created.  A solve that
@@ -19,10 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import cases as case_registry
+from .agreement import stage
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -148,7 +154,7 @@ def _build_parser() -> _Parser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override: n, tau, T, alpha, beta, scheme (frozen-mobility|hellinger-jko), solver (auto|direct|cg-gamg), newton_tol, newton_max_it, tau_min",
+        help="override: n, tau, T, alpha, beta, scheme (frozen-mobility|hellinger-jko|bdf2), solver (auto|direct|cg-gamg), newton_tol, newton_max_it, tau_min",
     )
     p_solve.add_argument("--out", default=None, help="output directory (default results/<case>)")
     p_solve.add_argument("--json", action="store_true", help="print summary.json to stdout")
@@ -157,6 +163,15 @@ def _build_parser() -> _Parser:
     p_solve.add_argument("--allow-large", action="store_true",
                          help="run inputs beyond the resource budget (vertices, steps, particles)")
     p_solve.add_argument("--quiet", action="store_true", help="no progress bar and no report lines")
+    p_solve.add_argument("--tol", type=_tol_arg, default=None, metavar="TOL",
+                         help="certified solve: ladders in tau and h until the estimated L1 error at every snapshot is "
+                              "<= TOL (second-order scheme; n and tau, if given, are where the ladders start)")
+    p_solve.add_argument("--no-estimate", action="store_true",
+                         help="without --tol: skip the error estimate (two companion solves, at 2*tau and n/2)")
+    from .fv import cli as fv_cli  # --discretization, --petsc-options; the crosscheck command (issue #11)
+
+    fv_cli.add_solve_arguments(p_solve)
+    fv_cli.add_crosscheck_parser(sub)
     p_approx = sub.add_parser("approx", help="run a particle (kernel) method and compare it with the reference")
     p_approx.add_argument("case", help="a case name (see `pdeflow cases`)")
     p_approx.add_argument("--method", required=True, help=METHOD_HELP)
@@ -189,6 +204,8 @@ def _build_parser() -> _Parser:
     p_check.add_argument("--allow-large", action="store_true",
                          help="run inputs beyond the resource budget (vertices, steps, particles)")
     p_check.add_argument("--quiet", action="store_true", help="no table")
+    p_check.add_argument("--reference", default=None, metavar="FILE",
+                         help="use the reference file written by `pdeflow export --tol` (continuum flow) instead of solving")
     p_verify = sub.add_parser("verify", help="verify a particle method against its own continuum PDE (verdict)")
     p_verify.add_argument("case", help="a case name (see `pdeflow cases`)")
     p_verify.add_argument("--method", required=True, help=METHOD_HELP)
@@ -206,6 +223,18 @@ def _build_parser() -> _Parser:
     p_verify.add_argument("--allow-large", action="store_true",
                          help="run inputs beyond the resource budget (vertices, steps, particles)")
     p_verify.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    p_verify.add_argument("--reference", default=None, metavar="FILE",
+                          help="use the reference file written by `pdeflow export --tol` as the flow continuum")
+    p_export = sub.add_parser("export", help="solve a case and write the reference as one file (npz or HDF5)")
+    p_export.add_argument("case", help="a case name (see `pdeflow cases`)")
+    p_export.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="case keys T, alpha, beta; without --tol also the solver keys of solve (n, tau, scheme, ...)")
+    p_export.add_argument("--tol", type=float, default=None,
+                          help="certified solve (bdf2) to this error tolerance, with per-snapshot error estimates")
+    p_export.add_argument("--out", required=True, metavar="FILE", help="the reference file: .npz, or .h5/.hdf5 (h5py)")
+    p_export.add_argument("--allow-large", action="store_true",
+                          help="run inputs beyond the resource budget (vertices, steps)")
+    p_export.add_argument("--quiet", action="store_true", help="no progress bar and no report lines")
     p_methods = sub.add_parser("methods", help="list the particle methods, their keys and continua")
     p_methods.add_argument("--json", action="store_true", help="print the list as JSON")
     p_study = sub.add_parser("study", help="run a convergence study (MPI task farm, resumable SQLite store)")
@@ -228,6 +257,7 @@ def _build_parser() -> _Parser:
     p_mesh.add_argument("--n", type=int, nargs="+", help="explicit resolutions instead of --levels/--n0")
     p_mesh.add_argument("--force", action="store_true", help="regenerate meshes that are cached already")
     p_mesh.add_argument("--list", action="store_true", help="list the meshes and what the cache holds")
+    p_mesh.add_argument("--allow-large", action="store_true", help="generate meshes beyond the vertex budget")
     return parser
 
 
@@ -243,9 +273,18 @@ def _mesh(args) -> int:
     else:
         if args.levels < 1 or args.n0 < 2:
             raise _UsageError("--levels must be >= 1 and --n0 >= 2")
+        if args.levels > 30:  # n0 * 2**29 is beyond any mesh; a list of 10**9 levels would not even be built
+            raise _UsageError(f"--levels {args.levels}: at most 30")
         ns = [args.n0 * 2**k for k in range(args.levels)]
     if any(n < 2 for n in ns):
         raise _UsageError("every resolution n must be >= 2")
+    vertices_max = case_registry.RESOURCE_LIMITS["vertices"]
+    for name in names:  # gmsh would run for hours on n = 10**5 (the budget of solve, on the mesh's dimension)
+        dim = SHAPES[name].dim
+        big = [n for n in ns if (n + 1) ** dim > vertices_max]
+        if big and not args.allow_large:
+            raise _UsageError(f"n = {big[0]}: about {(big[0] + 1) ** dim:.3g} vertices of the {dim}-D mesh {name} "
+                              f"exceed the budget of {vertices_max:.0e} (--allow-large to generate it anyway)")
     # imported on every rank: petsc4py's start-up is collective, so a rank-0-only import hangs mpirun
     from .fem import meshfiles
 
@@ -288,7 +327,29 @@ def _plots(traj, out) -> dict:
     return paths
 
 
+def _tol_arg(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not (0 < value < 1):
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
+def _crosscheck(args) -> int:
+    from .fv.cli import run_crosscheck
+
+    return run_crosscheck(args)
+
+
 def _solve(args) -> int:
+    if getattr(args, "discretization", "fe") == "fv":
+        from .fv.cli import run_solve_fv
+
+        return run_solve_fv(args)
+    if getattr(args, "petsc_options", None):
+        raise _UsageError("--petsc-options: only with --discretization fv")
     problem = case_registry.get_case(args.case)
     values = case_registry.parse_overrides(args.set)
     problem, solver_opts = case_registry.apply_overrides(problem, values)
@@ -301,53 +362,96 @@ def _solve(args) -> int:
     case_registry.check_budget(problem, n=n, tau=tau, tau_min=solver_opts.get("tau_min"), allow_large=args.allow_large)
 
     logging.getLogger().setLevel(logging.WARNING)  # dolfinx's JIT logs compiler lines at INFO
+    comm = _import_fem()
     from .fem import SolverError, solve_reference
     from .fem.io import summary_json, write_outputs
     from .fem.meshfiles import MeshGenerationError
-    from mpi4py import MPI
 
-    comm = MPI.COMM_WORLD
     out = args.out or f"results/{problem.name}"
     _check_out_dir(out)
+    from .fem import certified
+
     try:
-        traj = solve_reference(problem, n=n, tau=tau, comm=comm, progress=not args.quiet, **solver_opts)
+        if args.tol is not None:
+            if solver_opts.get("scheme", "bdf2") not in certified.TIME_ORDER:
+                raise case_registry.CaseError(f"--tol: scheme {solver_opts['scheme']!r} has no error estimate")
+            given = {k: v for k, v in (("n0", values.get("n")), ("tau0", values.get("tau"))) if v is not None}
+            opts = {k: v for k, v in solver_opts.items() if k != "scheme"}
+            logger = None if args.quiet else (lambda msg: print(f"[tol {args.tol:g}] {msg}", file=sys.stderr))
+            traj = certified.solve_certified(problem, args.tol, comm=comm, scheme=solver_opts.get("scheme", "bdf2"),
+                                             allow_large=args.allow_large, log=logger, **given, **opts).trajectory
+            n, tau = traj.params["n"], traj.params["tau"]
+        else:
+            traj = solve_reference(problem, n=n, tau=tau, comm=comm, progress=not args.quiet, **solver_opts)
+            if not args.no_estimate and n >= 4:
+                certified.estimate_error(traj, **{k: v for k, v in solver_opts.items() if k == "tau_min"})
     except (SolverError, MeshGenerationError) as exc:
         return _fail(str(exc), EXIT_FAILED)
     try:
         paths = write_outputs(traj, out, xdmf=not args.no_xdmf)
     except OSError as exc:  # agreed on every rank by write_outputs: one line, exit 1, nobody hangs
         return _fail(f"--out {out}: {exc.strerror or exc}", EXIT_FAILED)
-    if comm.rank == 0:
-        # outputs not rewritten by this run must not be mistaken for its results
-        stale = (["solution.xdmf", "solution.h5"] if args.no_xdmf else []) + (
-            ["snapshots.png", "diagnostics.png"] if args.no_plots else []
-        )
-        for name in stale:
-            Path(out, name).unlink(missing_ok=True)
-        if args.no_xdmf:
-            paths.pop("xdmf", None)
-    if comm.rank == 0 and not args.no_plots:
-        paths.update(_plots(traj, out))
-    if comm.rank == 0:
-        if args.json:
-            print(summary_json(traj))
-        elif not args.quiet:
-            st = traj.summary()["statistics"]
-            print(
-                f"{problem.name}: n = {n}, tau = {tau:g}, {st['n_steps']} steps ({st['n_rejected']} rejected), "
-                f"Newton {st['newton_mean']:.2f} mean / {st['newton_max']} max, wall {traj.wall_time:.2f} s on "
-                f"{comm.size} rank(s)"
-            )
-            if traj.errors:
-                e = traj.errors[-1]
-                print(
-                    f"errors at t = {e['t']:g}: L1 {e['L1']:.3e}  L2 {e['L2']:.3e}  Hellinger {e['hellinger']:.3e}  "
-                    f"mass {e['mass_rel']:.2e}"
-                )
-            width = max(len(k) for k in paths)
-            for key, path in paths.items():
-                print(f"{key:>{width}}: {path}")
+    with _rank0_output(comm):  # rank 0 writes and prints: a failure there is agreed on, one exit code
+        if comm.rank == 0:
+            _solve_report(args, traj, out, paths, n, tau, summary_json)
     return 0
+
+
+def _solve_report(args, traj, out, paths, n, tau, summary_json) -> None:
+    problem = traj.problem
+    if args.no_plots:  # plots of an earlier run must not be mistaken for this run's
+        for name in ("snapshots.png", "diagnostics.png"):
+            Path(out, name).unlink(missing_ok=True)
+    else:
+        paths.update(_plots(traj, out))
+    if args.json:
+        print(summary_json(traj))
+    elif not args.quiet:
+        st = traj.summary()["statistics"]
+        print(
+            f"{problem.name}: n = {n}, tau = {tau:g}, {st['n_steps']} steps ({st['n_rejected']} rejected), "
+            f"Newton {st['newton_mean']:.2f} mean / {st['newton_max']} max, wall {traj.wall_time:.2f} s on "
+            f"{traj.mpi_size} rank(s)"
+        )
+        if traj.errors:
+            e = traj.errors[-1]
+            print(
+                f"errors at t = {e['t']:g}: L1 {e['L1']:.3e}  L2 {e['L2']:.3e}  Hellinger {e['hellinger']:.3e}  "
+                f"mass {e['mass_rel']:.2e}"
+            )
+        if traj.error_estimate:
+            est = traj.error_estimate
+            e = est["snapshots"][-1]
+            kind = f"certified to --tol {est['tol']:g}" if est.get("certified") else "asymptotic, not certified"
+            print(f"estimated error at t = {e['t']:g}: L1 {e['L1']:.3e} (time {e['L1_time']:.2e}, space "
+                  f"{e['L1_space']:.2e}; {kind})")
+        width = max(len(k) for k in paths)
+        for key, path in paths.items():
+            print(f"{key:>{width}}: {path}")
+
+
+@contextmanager
+def _rank0_output(comm):
+    """The files and lines that rank 0 alone writes, agreed on (a full disk or a closed stdout on rank 0
+    must give every rank the same exit code)."""
+    with stage("write", comm):
+        yield
+        if comm.rank == 0 and sys.stdout is not None:
+            sys.stdout.flush()  # inside the agreement: a stdout that cannot be written fails here
+
+
+def _import_fem():
+    """Import petsc4py and dolfinx on every rank (PETSc initializes collectively: a subset of ranks
+    importing it used to hang `mpirun -n 2 pdeflow ...`), agreed on before any solver collective.
+    Returns COMM_WORLD."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    with stage("import", comm):
+        from petsc4py import PETSc  # noqa: F401  (the collective part first)
+    with stage("import", comm):
+        from . import fem  # noqa: F401
+    return comm
 
 
 def _check_out_dir(out) -> None:
@@ -389,6 +493,11 @@ def _method_setup(args, problem):
     problem, solver_opts = case_registry.apply_overrides(problem, values)
     if "sigma" in values and "bandwidth" in values:
         raise case_registry.CaseError("sigma/bandwidth: give one of them (they are the same parameter)")
+    for key in values:  # a key the method never reads would be ignored silently (svgd has no lam)
+        field = "sigma" if key == "bandwidth" else key
+        if key in case_registry.METHOD_KEYS and field not in decl.uses:
+            raise case_registry.CaseError(f"--set {key}: method {decl.name} does not use {field} "
+                                          f"(it uses {', '.join(decl.uses)})")
     defaults = MethodParams()
     try:
         params = MethodParams(
@@ -439,59 +548,62 @@ def _approx(args) -> int:
             reference = verify.solve_reference_for(problem, n, tau, comm)
         except (SolverError, MeshGenerationError) as exc:
             return _fail(f"reference: {exc}", EXIT_FAILED)
-        from .fem.io import write_outputs
-
-        write_outputs(reference["trajectory"], out / "reference", xdmf=False)
+    solved = None if args.reference else reference["trajectory"]
     reference = comm.bcast({k: v for k, v in reference.items() if k != "trajectory"} if comm.rank == 0 else None, root=0)
     try:
         run = verify.evaluate(problem, decl, params, reference, comm=comm)
     except ValueError as exc:  # a method refusing this case/parameter combination, or an invalid result
         raise case_registry.CaseError(f"{exc}") from None
-    if comm.rank == 0:
-        import numpy as np
+    if solved is not None:  # written once the run is accepted: a refused method leaves --out untouched
+        from .fem.io import write_outputs
 
-        traj = run["trajectory"]
-        summary = {"case": problem.name, "problem": problem.describe(), "mpi_size": comm.size,
-                   "method_source": decl.source,
-                   "reference": str(args.reference or out / "reference"), **run["result"]}
-        out.mkdir(parents=True, exist_ok=True)
-        np.savez(out / ".particles.tmp.npz", t=traj.times, x=traj.x, w=traj.w)
-        (out / ".particles.tmp.npz").replace(out / "particles.npz")
-        text = _write_json(out / "summary.json", summary)
-        png = None
-        if not args.no_plots:
-            from .assess.plots import plot_particles
+        write_outputs(solved, out / "reference", xdmf=False)
+    with _rank0_output(comm):  # rank 0 writes and prints: a failure there is agreed on, one exit code
+        if comm.rank == 0:
+            import numpy as np
 
-            png = plot_particles(problem, traj.times, traj.x, traj.w, reference["x"], reference["rho"],
-                                 out / "particles.png", title=f"{problem.name} / {decl.name}, N = {traj.n_particles}")
-        if args.json:
-            print(text)
-        elif not args.quiet:
-            last = summary["snapshots"][-1]
-            ref = last["reference"]
-            mmd = ", ".join(f"l={k}: {v:.3e}" for k, v in ref["mmd_gaussian"].items())
-            print(f"{problem.name} / {decl.name}: N = {traj.n_particles}, t = {last['t']:g}")
-            print(f"  to the reference: MMD {mmd}; mass error {ref['mass_error']:.2e}")
-            bl = ref["boundary_layer"]
-            if bl.get("measurable", True):
-                print(f"  boundary layer (width {bl['width']:g}): particle mass {bl['particles']:.4e}, reference "
-                      f"{bl['reference']:.4e} ({bl['reference_fraction'] * traj.n_particles:.1f} particles' worth), "
-                      f"relative error {bl['relative_error']:+.2e}")
-            else:
-                print(f"  boundary layer (width {bl['width']:g}): not measurable (the reference holds "
-                      f"{bl['reference_fraction']:.1e} of the mass there, below {bl['threshold']:.0e})")
-            if "exact" in last:
-                print("  to the exact solution: MMD " + ", ".join(f"l={k}: {v:.3e}" for k, v in last['exact']['mmd_gaussian'].items()))
-            fl = summary["mc_floor_at_T"]
-            print(f"  Monte-Carlo floor (l={fl['kernel_scale']}): {fl['mean']:.3e} ± {fl['std']:.1e}")
-            if "two_stage_split" in summary:
-                st = summary["two_stage_split"]["snapshots"][-1]
-                k = str(summary["metric_scales"][1])
-                print(f"  split at l={k}: particles vs mesh lambda-FRk {st['particles_vs_mesh_method']['mmd_gaussian'][k]:.3e}, "
-                      f"mesh lambda-FRk vs reference {st['mesh_method_vs_reference']['mmd_gaussian'][k]:.3e}")
-            print(f"  not a verdict: `pdeflow verify {problem.name} --method {args.method}` checks the method against "
-                  f"its own continuum")
-            print(f"  summary: {out / 'summary.json'}\n  particles: {out / 'particles.npz'}" + (f"\n  plot: {png}" if png else ""))
+            traj = run["trajectory"]
+            summary = {"case": problem.name, "problem": problem.describe(), "mpi_size": comm.size,
+                       "method_source": decl.source,
+                       "reference": str(args.reference or out / "reference"), **run["result"]}
+            out.mkdir(parents=True, exist_ok=True)
+            np.savez(out / ".particles.tmp.npz", t=traj.times, x=traj.x, w=traj.w)
+            (out / ".particles.tmp.npz").replace(out / "particles.npz")
+            text = _write_json(out / "summary.json", summary)
+            png = None
+            if not args.no_plots:
+                from .assess.plots import plot_particles
+
+                png = plot_particles(problem, traj.times, traj.x, traj.w, reference["x"], reference["rho"],
+                                     out / "particles.png", title=f"{problem.name} / {decl.name}, N = {traj.n_particles}")
+            if args.json:
+                print(text)
+            elif not args.quiet:
+                last = summary["snapshots"][-1]
+                ref = last["reference"]
+                mmd = ", ".join(f"l={k}: {v:.3e}" for k, v in ref["mmd_gaussian"].items())
+                print(f"{problem.name} / {decl.name}: N = {traj.n_particles}, t = {last['t']:g}")
+                print(f"  to the reference: MMD {mmd}; mass error {ref['mass_error']:.2e}")
+                bl = ref["boundary_layer"]
+                if bl.get("measurable", True):
+                    print(f"  boundary layer (width {bl['width']:g}): particle mass {bl['particles']:.4e}, reference "
+                          f"{bl['reference']:.4e} ({bl['reference_fraction'] * traj.n_particles:.1f} particles' worth), "
+                          f"relative error {bl['relative_error']:+.2e}")
+                else:
+                    print(f"  boundary layer (width {bl['width']:g}): not measurable (the reference holds "
+                          f"{bl['reference_fraction']:.1e} of the mass there, below {bl['threshold']:.0e})")
+                if "exact" in last:
+                    print("  to the exact solution: MMD " + ", ".join(f"l={k}: {v:.3e}" for k, v in last['exact']['mmd_gaussian'].items()))
+                fl = summary["mc_floor_at_T"]
+                print(f"  Monte-Carlo floor (l={fl['kernel_scale']}): {fl['mean']:.3e} ± {fl['std']:.1e}")
+                if "two_stage_split" in summary:
+                    st = summary["two_stage_split"]["snapshots"][-1]
+                    k = str(summary["metric_scales"][1])
+                    print(f"  split at l={k}: particles vs mesh lambda-FRk {st['particles_vs_mesh_method']['mmd_gaussian'][k]:.3e}, "
+                          f"mesh lambda-FRk vs reference {st['mesh_method_vs_reference']['mmd_gaussian'][k]:.3e}")
+                print(f"  not a verdict: `pdeflow verify {problem.name} --method {args.method}` checks the method against "
+                      f"its own continuum")
+                print(f"  summary: {out / 'summary.json'}\n  particles: {out / 'particles.npz'}" + (f"\n  plot: {png}" if png else ""))
     return 0
 
 
@@ -502,6 +614,30 @@ def _continuum_arg(text):
         return parse_continuum(text)
     except ContinuumError as exc:
         raise case_registry.CaseError(str(exc)) from None
+
+
+def _reference_file_continuum(path, problem, name, solver_opts, scales) -> tuple:
+    """(fine, ε_ref per snapshot) from a reference file of `pdeflow export --tol`, for --reference of
+    check and verify: the file's snapshots as the solved flow continuum, its stored MMD estimates
+    (√Σ_ℓ MMD_ℓ² over the metric scales) as the reference's error.  Refused in one line (exit 2) for
+    another continuum, with --set n, for a file of another case, or a file without estimates (an
+    export without --tol: its error is unknown, and a check needs it)."""
+    from . import verify
+
+    if name != "flow":
+        raise case_registry.CaseError(f"--reference: an exported reference is the case's own flow; it cannot stand for "
+                                      f"the continuum {name!r}")
+    if "n" in solver_opts:
+        raise case_registry.CaseError("--set n: the reference file fixes the mesh (give --set n or --reference, not both)")
+    try:
+        loaded = verify.load_reference_file(path, problem)
+        eps = verify.reference_file_errors(loaded["reference"], scales)
+    except verify.ReferenceMismatch as exc:
+        raise case_registry.CaseError(str(exc)) from None
+    ref = loaded["reference"]
+    fine = {k: loaded[k] for k in ("t", "x", "rho", "m")}
+    fine["params"] = {**ref.params, "solver": f"reference file {path} ({ref.scheme})", "estimates": "certified (file)"}
+    return fine, [float(e) for e in eps]
 
 
 def _check(args) -> int:
@@ -518,6 +654,8 @@ def _check(args) -> int:
     if unknown:
         raise case_registry.CaseError(f"--set {sorted(unknown)[0]}: check takes only n (the reference resolution) "
                                       "besides the case keys")
+    if args.out:  # refused now, not by a mkdir after the whole check
+        _check_out_dir(args.out)
     case_registry.check_budget(problem, n=solver_opts.get("n"), allow_large=args.allow_large)
     try:
         t, x, w = load_particle_file(args.particles, problem)  # bad files fail here, before any solve
@@ -531,48 +669,56 @@ def _check(args) -> int:
     from .continua import ContinuumError
 
     comm = MPI.COMM_WORLD
-    n = solver_opts.get("n") or assess_verify.default_resolution(problem, name)
-    try:
-        pair = assess_verify.solve_continuum_pair(problem, name, cparams, n, comm)
-    except ContinuumError as exc:
-        raise case_registry.CaseError(str(exc)) from None
-    fine, coarse = pair["fine"], pair["coarse"]
     scales = assess_verify.metric_scales(problem)
-    prepared = prepare_reference(fine, scales)  # the fine measures serve the error estimate and the test
-    eps = [(measure.mmd2_to(MeshMeasure(coarse["x"], coarse["rho"][k], coarse["m"], scales))) ** 0.5 / 3.0
-           for k, (measure, _) in enumerate(prepared)]
+    if args.reference:  # an exported reference stands for the solved continuum; its estimates for ε_ref
+        fine, eps = _reference_file_continuum(args.reference, problem, name, solver_opts, scales)
+        n = fine["params"].get("n")
+        prepared = prepare_reference(fine, scales)
+    else:
+        n = solver_opts.get("n") or assess_verify.default_resolution(problem, name)
+        try:
+            pair = assess_verify.solve_continuum_pair(problem, name, cparams, n, comm)
+        except ContinuumError as exc:
+            raise case_registry.CaseError(str(exc)) from None
+        fine, coarse = pair["fine"], pair["coarse"]
+        prepared = prepare_reference(fine, scales)  # the fine measures serve the error estimate and the test
+        eps = [(measure.mmd2_to(MeshMeasure(coarse["x"], coarse["rho"][k], coarse["m"], scales))) ** 0.5 / 3.0
+               for k, (measure, _) in enumerate(prepared)]
     result = check_particles_against(problem, t, x, w, fine, scales, alpha=args.alpha, reference_error=eps,
                                      prepared=prepared)
     status = result["status"]
-    if comm.rank == 0:
-        out = Path(args.out or f"results/{problem.name}-check")
-        out.mkdir(parents=True, exist_ok=True)
-        summary = {"case": problem.name, "problem": problem.describe(), "particles": str(args.particles),
-                   "continuum": {"name": name, "params": cparams, "n": n, "solver": fine.get("params", {})},
-                   "verdict": result, "mpi_size": comm.size}
-        text = _write_json(out / "summary.json", summary)
-        png = None
-        if not args.no_plots:
-            from .assess.plots import plot_particles
+    with _rank0_output(comm):  # rank 0 writes and prints: a failure there is agreed on, one exit code
+        if comm.rank == 0:
+            out = Path(args.out or f"results/{problem.name}-check")
+            out.mkdir(parents=True, exist_ok=True)
+            summary = {"case": problem.name, "problem": problem.describe(), "particles": str(args.particles),
+                       "continuum": {"name": name, "params": cparams, "n": n, "solver": fine.get("params", {}),
+                                     "reference_file": args.reference},
+                       "verdict": result, "mpi_size": comm.size}
+            text = _write_json(out / "summary.json", summary)
+            png = None
+            if not args.no_plots:
+                from .assess.plots import plot_particles
 
-            png = plot_particles(problem, t, x, w, fine["x"], fine["rho"], out / "particles.png",
-                                 title=f"{problem.name}: {Path(args.particles).name} vs continuum {name}")
-        if args.json:
-            print(text)
-        elif not args.quiet:
-            print(f"{problem.name}: {Path(args.particles).name} ({x.shape[1]} particles) vs continuum {name} (n = {n})")
-            print(f"  {'t':>6} {'n_eff':>8} {'MMD':>10} {'null mean':>10} {'p-value':>9} {'ref. error':>10}")
-            for r in result["evidence"]["snapshots"]:
-                print(f"  {r['t']:>6g} {r['n_eff']:>8.0f} {r['mmd']:>10.3e} {r['null_mean'] ** 0.5:>10.3e} "
-                      f"{r['p_value']:>9.2e} {r.get('reference_error', float('nan')):>10.2e}")
-            print(f"verdict: {status} — {result['summary']} (alpha = {args.alpha:g}, Bonferroni over {len(t)} snapshots)")
-            print(f"  summary: {out / 'summary.json'}" + (f"\n  plot: {png}" if png else ""))
+                png = plot_particles(problem, t, x, w, fine["x"], fine["rho"], out / "particles.png",
+                                     title=f"{problem.name}: {Path(args.particles).name} vs continuum {name}")
+            if args.json:
+                print(text)
+            elif not args.quiet:
+                print(f"{problem.name}: {Path(args.particles).name} ({x.shape[1]} particles) vs continuum {name} (n = {n})")
+                print(f"  {'t':>6} {'n_eff':>8} {'MMD':>10} {'null mean':>10} {'p-value':>9} {'ref. error':>10}")
+                for r in result["evidence"]["snapshots"]:
+                    print(f"  {r['t']:>6g} {r['n_eff']:>8.0f} {r['mmd']:>10.3e} {r['null_mean'] ** 0.5:>10.3e} "
+                          f"{r['p_value']:>9.2e} {r.get('reference_error', float('nan')):>10.2e}")
+                print(f"verdict: {status} — {result['summary']} (alpha = {args.alpha:g}, Bonferroni over {len(t)} snapshots)")
+                print(f"  summary: {out / 'summary.json'}" + (f"\n  plot: {png}" if png else ""))
     return STATUS_EXIT[status]
 
 
 def _verify(args) -> int:
     from .assess.check import STATUS_EXIT
     from .assess.verify import PLANS, VerifyError, verify_method
+    from .assess.verify import metric_scales as assess_metric_scales
 
     problem = case_registry.get_case(args.case)
     decl, problem, params, solver_opts = _method_setup(args, problem)
@@ -584,6 +730,10 @@ def _verify(args) -> int:
     if unknown:
         raise case_registry.CaseError(f"--set {sorted(unknown)[0]}: verify takes only n (the continuum's mesh resolution) "
                                       "besides the case and method keys")
+    if any(item.partition("=")[0].strip() == "n_particles" for item in args.set):
+        raise case_registry.CaseError("--set n_particles: verify sweeps N itself (--plan sets the particle numbers)")
+    if args.out:  # refused now, not by a mkdir after the whole sweep
+        _check_out_dir(args.out)
     continuum = _continuum_arg(args.continuum) if args.continuum else None
     plan = PLANS[args.plan]
     case_registry.check_budget(problem, n_particles=max(plan["n_particles"]),
@@ -595,54 +745,136 @@ def _verify(args) -> int:
     from .continua import ContinuumError
 
     comm = MPI.COMM_WORLD
+    reference = None
+    if args.reference:  # the file stands for the flow continuum (refused for another one in verify_method)
+        fine, eps = _reference_file_continuum(args.reference, problem, "flow", solver_opts,
+                                              assess_metric_scales(problem))
+        reference = {"fine": fine, "eps": eps}
     try:
         result = verify_method(problem, decl, params, continuum=continuum, plan=args.plan, rtol=args.rtol,
-                               n=solver_opts.get("n"), comm=comm, progress=not (args.quiet or args.json))
+                               n=solver_opts.get("n"), comm=comm, progress=not (args.quiet or args.json),
+                               reference=reference)
     except (VerifyError, ContinuumError) as exc:
         raise case_registry.CaseError(str(exc)) from None
     verdict = result["verdict"]
     status = verdict["status"]
     ev = verdict["evidence"]
-    if comm.rank == 0:
-        label = decl.name if decl.source == "built-in" else Path(decl.name.rpartition(":")[0]).stem
-        out = Path(args.out or f"results/{problem.name}-{label}-verify")
-        out.mkdir(parents=True, exist_ok=True)
-        ev["status"] = status
-        summary = {"case": problem.name, "problem": problem.describe(), "method": decl.name,
-                   "method_source": decl.source, "parameters": result["params"], "verdict": verdict,
-                   "runs": result.get("runs"), "mpi_size": comm.size}
-        text = _write_json(out / "summary.json", summary)
-        pngs = []
-        if not args.no_plots:
-            from .approx.methods import run_approximation
-            from .assess.plots import plot_particles, plot_verify_errors
+    with _rank0_output(comm):  # rank 0 writes and prints: a failure there is agreed on, one exit code
+        if comm.rank == 0:
+            label = decl.name if decl.source == "built-in" else Path(decl.name.rpartition(":")[0]).stem
+            out = Path(args.out or f"results/{problem.name}-{label}-verify")
+            out.mkdir(parents=True, exist_ok=True)
+            ev["status"] = status
+            summary = {"case": problem.name, "problem": problem.describe(), "method": decl.name,
+                       "method_source": decl.source, "parameters": result["params"], "verdict": verdict,
+                       "runs": result.get("runs"), "mpi_size": comm.size}
+            text = _write_json(out / "summary.json", summary)
+            pngs = []
+            if not args.no_plots:
+                from .approx.methods import run_approximation
+                from .assess.plots import plot_particles, plot_verify_errors
 
-            pngs.append(plot_verify_errors(ev, out / "verify_errors.png"))
-            n_show = max(ev["plan"]["n_particles"])
-            traj = run_approximation(problem, decl, params.with_changes(n_particles=n_show, seed=params.seed))
-            cs = result["continuum_solution"]
-            pngs.append(plot_particles(problem, traj.times, traj.x, traj.w, cs["x"], cs["rho"], out / "particles.png",
-                                       title=f"{problem.name} / {decl.name}, N = {n_show}, vs continuum "
-                                             f"{ev['continuum']['name']}", ref_label="continuum"))
-        if args.json:
-            print(text)
-        elif not args.quiet:
-            c = ev["continuum"]
-            print(f"{problem.name} / {decl.name} vs continuum {c['name']}"
-                  + (f" ({', '.join(f'{k}={v}' for k, v in c['params'].items())})" if c["params"] else "")
-                  + f", mesh n = {c['n']} (error estimate {ev['reference_error']['total']:.2e})")
-            for note in ev["notes"]:
-                print(f"  note: {note}")
-            print(f"  {'N':>6} {'dt':>9} {'seeds':>5} {'sqrt(mean E)':>13}")
-            for row in ev["configs"]:
-                print(f"  {row['n_particles']:>6} {row['dt']:>9.3g} {len(row['E']):>5} {row['sqrt_mean_E']:>13.4e}")
-            f = ev["fit"]
-            r = ev["rate_N"]
-            print(f"  fit {f['model']}: residual {f['residual']:.3e} [{f['residual_ci'][0]:.3e}, {f['residual_ci'][1]:.3e}]; "
-                  f"rate in N {r['rate']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]; motion {ev['motion']:.3e}")
-            print(f"verdict: {status} — {verdict['summary']}  ({ev['wall_s']:.1f} s)")
-            print(f"  summary: {out / 'summary.json'}" + "".join(f"\n  plot: {p}" for p in pngs if p))
+                pngs.append(plot_verify_errors(ev, out / "verify_errors.png"))
+                n_show = max(ev["plan"]["n_particles"])
+                traj = run_approximation(problem, decl, params.with_changes(n_particles=n_show, seed=params.seed))
+                cs = result["continuum_solution"]
+                pngs.append(plot_particles(problem, traj.times, traj.x, traj.w, cs["x"], cs["rho"], out / "particles.png",
+                                           title=f"{problem.name} / {decl.name}, N = {n_show}, vs continuum "
+                                                 f"{ev['continuum']['name']}", ref_label="continuum"))
+            if args.json:
+                print(text)
+            elif not args.quiet:
+                c = ev["continuum"]
+                print(f"{problem.name} / {decl.name} vs continuum {c['name']}"
+                      + (f" ({', '.join(f'{k}={v}' for k, v in c['params'].items())})" if c["params"] else "")
+                      + f", mesh n = {c['n']} (error estimate {ev['reference_error']['total']:.2e})")
+                for note in ev["notes"]:
+                    print(f"  note: {note}")
+                print(f"  {'N':>6} {'dt':>9} {'seeds':>5} {'sqrt(mean E)':>13}")
+                for row in ev["configs"]:
+                    print(f"  {row['n_particles']:>6} {row['dt']:>9.3g} {len(row['E']):>5} {row['sqrt_mean_E']:>13.4e}")
+                f = ev["fit"]
+                r = ev["rate_N"]
+                print(f"  fit {f['model']}: residual {f['residual']:.3e} [{f['residual_ci'][0]:.3e}, {f['residual_ci'][1]:.3e}]; "
+                      f"rate in N {r['rate']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]; motion {ev['motion']:.3e}")
+                print(f"verdict: {status} — {verdict['summary']}  ({ev['wall_s']:.1f} s)")
+                print(f"  summary: {out / 'summary.json'}" + "".join(f"\n  plot: {p}" for p in pngs if p))
     return STATUS_EXIT[status]
+
+
+def _export(args) -> int:
+    """`pdeflow export`: solve (or, with --tol, solve certified) and write the reference file."""
+    import math
+
+    from .reference import ReferenceFileError, file_format, import_h5py
+
+    problem = case_registry.get_case(args.case)
+    values = case_registry.parse_overrides(args.set)
+    problem, solver_opts = case_registry.apply_overrides(problem, values)
+    out = Path(args.out)
+    if out.is_dir() or args.out.endswith(("/", os.sep)):
+        raise case_registry.CaseError(f"--out {args.out}: is a directory; give a file name ending in .npz or .h5")
+    try:
+        if file_format(out) == "hdf5":
+            import_h5py()
+    except ReferenceFileError as exc:
+        raise case_registry.CaseError(f"--out {exc}") from None
+    if args.tol is not None:
+        if not (math.isfinite(args.tol) and args.tol > 0):
+            raise case_registry.CaseError(f"--tol: expected a positive number, got {args.tol!r}")
+        if solver_opts:
+            raise case_registry.CaseError(f"--set {sorted(solver_opts)[0]}: with --tol the certified solve chooses the "
+                                          "mesh, the time step and the scheme (bdf2) itself")
+        n = tau = None
+    else:
+        n = solver_opts.pop("n", 64 if problem.dim == 1 else 32)
+        tau = solver_opts.pop("tau", 0.01)
+        if solver_opts.get("scheme") == "hellinger-jko" and problem.flow.alpha != 0:
+            raise case_registry.CaseError("scheme: 'hellinger-jko' is the pure Fisher-Rao step and needs alpha = 0")
+        if "tau_min" in solver_opts and solver_opts["tau_min"] > tau:
+            raise case_registry.CaseError("tau_min: must not exceed tau")
+        case_registry.check_budget(problem, n=n, tau=tau, tau_min=solver_opts.get("tau_min"),
+                                   allow_large=args.allow_large)
+
+    logging.getLogger().setLevel(logging.WARNING)
+    comm = _import_fem()
+    import datetime
+    import platform
+
+    from .fem import SolverError, solve_reference
+    from .fem.export import write_reference
+    from .fem.meshfiles import MeshGenerationError
+
+    try:
+        if args.tol is not None:
+            from .fem.certified import solve_certified
+
+            certified = solve_certified(problem, tol=args.tol, comm=comm, scheme="bdf2", progress=not args.quiet)
+            traj, estimates = certified.trajectory, certified.estimates
+            provenance = {"certified": dict(certified.provenance or {})}
+        else:
+            traj = solve_reference(problem, n=n, tau=tau, comm=comm, progress=not args.quiet, keep_steps=True,
+                                   **solver_opts)
+            estimates, provenance = None, {}
+    except (SolverError, MeshGenerationError) as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    provenance.update({"command": "pdeflow " + " ".join(sys.argv[1:] if sys.argv[1:2] == ["export"] else
+                                                        ["export", args.case]),
+                       "tol": args.tol, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                       "python": platform.python_version(), "mpi_size": comm.size, "wall_time": traj.wall_time})
+    try:
+        write_reference(out, traj, estimates=estimates, provenance=provenance)
+    except OSError as exc:  # agreed on every rank by write_reference: one line, exit 1, nobody hangs
+        return _fail(f"--out {out}: {exc.strerror or exc}", EXIT_FAILED)
+    with _rank0_output(comm):
+        if comm.rank == 0 and not args.quiet:
+            p = traj.params
+            print(f"{problem.name}: exported {len(traj.x)} vertices, {len(traj.step_times) - 1} steps of {p['scheme']} "
+                  f"(n = {p.get('n')}, tau = {p.get('tau')}), {len(traj.times)} snapshots"
+                  + (f", error estimates for tol = {args.tol:g}" if estimates is not None else ", no error estimates")
+                  + f"; wall {(provenance.get('certified') or {}).get('wall', traj.wall_time):.2f} s on {comm.size} rank(s)")
+            print(f"  reference: {out} ({out.stat().st_size / 1e6:.3g} MB; load it with pdeflow.Reference, no dolfinx)")
+    return 0
 
 
 def _print_orders(out_dir) -> None:
@@ -671,44 +903,55 @@ def _study(args) -> int:
     except SpecError as exc:
         raise case_registry.CaseError(str(exc)) from None
     out = Path(args.out or f"results/{spec.name}")
+    _check_out_dir(out)
     args.resume = args.resume or args.retry_failed
     if (out / "study.sqlite").exists() and not args.resume:
         raise case_registry.CaseError(f"--out {out}: it already holds a study; use --resume to continue it or another --out")
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
     if args.resume and (out / "study.sqlite").exists() and not args.force:
         from .study.runner import spec_change
+        from .study.store import StoreError
 
-        change = spec_change(spec, out / "study.sqlite")
+        change = None
+        with stage("store", comm):  # rank 0 alone reads the store (a corrupt one is bad input, on every rank)
+            if comm.rank == 0:
+                try:
+                    change = spec_change(spec, out / "study.sqlite")
+                except StoreError as exc:
+                    raise case_registry.CaseError(f"--resume {out}: {exc}") from None
+        change = comm.bcast(change, root=0)
         if change:
             raise case_registry.CaseError(f"--resume {out}: {change}; use another --out, or --force to pool them")
     if args.ranks_per_run < 1:
         raise case_registry.CaseError("--ranks-per-run: expected an integer >= 1")
     logging.getLogger().setLevel(logging.WARNING)
-    from mpi4py import MPI
-
     from .study.runner import run_study
 
-    comm = MPI.COMM_WORLD
     if comm.size > 1 and (comm.size - 1) % args.ranks_per_run != 0:
         raise case_registry.CaseError(
             f"--ranks-per-run {args.ranks_per_run}: the {comm.size - 1} worker ranks (all but the dispatcher, rank 0) "
             f"must split into groups of that size")
     summary = run_study(spec, out, comm=comm, ranks_per_run=args.ranks_per_run, resume=args.resume,
                         progress=not args.quiet, retry_failed=args.retry_failed)
-    if comm.rank == 0:
-        from .study.report import make_report
+    with _rank0_output(comm):
+        if comm.rank == 0:
+            from .study.report import make_report
 
-        html = make_report(out)
-        if not args.quiet:
-            print(f"study {spec.name}: {summary['done']} runs done, {summary['failed']} failed, {summary['skipped']} "
-                  f"already stored; wall {summary['wall']:.1f} s on {comm.size} rank(s)")
-            _print_orders(out)
-            print(f"report: {html}")
+            html = make_report(out)
+            if not args.quiet:
+                print(f"study {spec.name}: {summary['done']} runs done, {summary['failed']} failed, {summary['skipped']} "
+                      f"already stored; wall {summary['wall']:.1f} s on {comm.size} rank(s)")
+                _print_orders(out)
+                print(f"report: {html}")
     return 0
 
 
 def _report(args) -> int:
     if not (Path(args.dir) / "study.sqlite").exists():
         raise case_registry.CaseError(f"{args.dir}: no study.sqlite here (run pdeflow study first)")
+    _check_store_file(Path(args.dir) / "study.sqlite")
     if _rank() != 0:  # under mpirun only rank 0 writes the report (it used to be written by every rank)
         return 0
     from .study.report import make_report
@@ -717,6 +960,29 @@ def _report(args) -> int:
     _print_orders(args.dir)
     print(f"report: {html}")
     return 0
+
+
+def _check_store_file(path: Path) -> None:
+    """A study.sqlite that is no study store is bad input (exit 2), read-only: opening it as a Store
+    would write the schema into an empty file, or a report into a directory of that name."""
+    import sqlite3
+
+    if not path.is_file():
+        raise case_registry.CaseError(f"{path}: not a file (a study store is the file study.sqlite)")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if head != b"SQLite format 3\x00":
+            raise case_registry.CaseError(f"{path}: not an SQLite database" + (" (empty file)" if not head else ""))
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except (OSError, sqlite3.Error) as exc:
+        raise case_registry.CaseError(f"{path}: unreadable study store ({type(exc).__name__}: {exc})") from None
+    if not {"runs", "study"} <= tables:
+        raise case_registry.CaseError(f"{path}: an SQLite database without the tables of a study store")
 
 
 class _BelowWarning(logging.Filter):
@@ -743,7 +1009,8 @@ def _dispatch(args) -> int:
             print(_methods_table(args.json))
         return 0
     commands = {"approx": _approx, "check": _check, "verify": _verify, "study": _study, "report": _report,
-                "mesh": _mesh, "solve": _solve}
+                "export": _export,
+                "mesh": _mesh, "solve": _solve, "crosscheck": _crosscheck}
     return commands[args.command](args)
 
 
@@ -769,6 +1036,12 @@ def main(argv=None) -> int:
         _silence_stdout()
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         return _fail(f"cannot write the output{where}: {exc.strerror or exc}", EXIT_FAILED)
+    except Exception as exc:  # noqa: BLE001 — an internal error: its cause in one line, the same exit code on
+        # every rank (pdeflow.agreement raises a peer's failure everywhere); the traceback on request
+        if os.environ.get("PDEFLOW_TRACEBACK"):
+            raise
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        return _fail(f"{type(exc).__name__}: {text} (PDEFLOW_TRACEBACK=1 shows the traceback)", EXIT_FAILED)
 
 
 def _silence_stdout() -> None:

@@ -44,6 +44,8 @@ def load_reference(path, problem) -> dict:
     or negative values) is a one-line ReferenceMismatch."""
     path = Path(path)
     prefix = f"--reference {path}:"
+    if path.suffix.lower() in (".npz", ".h5", ".hdf5") and not path.is_dir():
+        return load_reference_file(path, problem)
     if not path.is_dir():
         raise ReferenceMismatch(f"{prefix} {'not a directory' if path.exists() else 'No such file or directory'} "
                                 "(give the --out directory of pdeflow solve)")
@@ -70,9 +72,14 @@ def load_reference(path, problem) -> dict:
     if isinstance(described, dict) and described.get("flow") is not None and described.get("flow") != problem.describe().get("flow"):
         raise ReferenceMismatch(f"{prefix} it was solved with flow {described['flow']}, not "
                                 f"{problem.describe()['flow']} (alpha/beta differ)")
+    if isinstance(described, dict) and _number(described.get("T")) and described["T"] != problem.T:
+        raise ReferenceMismatch(f"{prefix} it was solved up to T = {described['T']:g}, not {problem.T:g}")
+    for k in ("t", "x", "rho", "m"):  # complex would lose its imaginary part in astype(float), strings fail there
+        if arrays[k].dtype.kind not in "iuf":
+            raise ReferenceMismatch(f"{prefix} snapshots.npz array {k} has dtype {arrays[k].dtype}; expected real numbers")
     t, x, rho, m = (arrays[k].astype(float) for k in ("t", "x", "rho", "m"))
     times = np.asarray(problem.snapshot_times())
-    if t.shape != times.shape or np.max(np.abs(t - times)) > 1e-12:
+    if t.shape != times.shape or not np.max(np.abs(t - times)) <= 1e-12:  # `not <=`: NaN times must not pass
         raise ReferenceMismatch(f"{prefix} snapshot times {list(t)} differ from {list(times)}")
     if x.ndim != 2 or x.shape[1] != problem.dim or m.shape != (x.shape[0],) or rho.shape != (t.size, x.shape[0]):
         raise ReferenceMismatch(f"{prefix} inconsistent shapes in snapshots.npz (x {x.shape}, rho {rho.shape}, "
@@ -81,7 +88,54 @@ def load_reference(path, problem) -> dict:
         raise ReferenceMismatch(f"{prefix} non-finite values in snapshots.npz")
     if np.any(rho < 0) or np.any(m <= 0):
         raise ReferenceMismatch(f"{prefix} negative densities or non-positive masses in snapshots.npz")
+    if not np.all(rho @ m > 0):  # every distance normalizes by the reference's mass
+        raise ReferenceMismatch(f"{prefix} a snapshot of zero mass in snapshots.npz")
+    lo, hi = np.array(problem.domain.lower), np.array(problem.domain.upper)
+    slack = 1e-9 * problem.domain.diameter_box
+    if np.any(x < lo - slack) or np.any(x > hi + slack):
+        raise ReferenceMismatch(f"{prefix} mesh vertices outside the domain of {problem.name!r} in snapshots.npz")
     return {"t": t, "x": x, "rho": rho, "m": m, "summary": summary}
+
+
+def load_reference_file(path, problem) -> dict:
+    """The snapshots of a reference file written by `pdeflow export` (:class:`pdeflow.Reference`), in
+    the dict shape of :func:`load_reference`, checked against ``problem`` (its stored case definition
+    must be ``problem.describe()``); ``reference`` holds the Reference itself (its error estimates).
+    Every defect is a one-line ReferenceMismatch."""
+    from .reference import Reference, ReferenceFileError
+
+    prefix = f"--reference {path}:"
+    try:
+        ref = Reference(path)
+    except ReferenceFileError as exc:
+        raise ReferenceMismatch(f"--reference {exc}") from None
+    diff = ref.case_matches(problem.describe())
+    if diff is not None:
+        raise ReferenceMismatch(f"{prefix} it is a reference of another case definition than {problem.name!r} ({diff})")
+    times = np.asarray(problem.snapshot_times())
+    if ref.times.shape != times.shape or not np.max(np.abs(ref.times - times)) <= 1e-12:
+        raise ReferenceMismatch(f"{prefix} snapshot times {list(ref.times)} differ from {list(times)}")
+    if ref.dim != problem.dim:
+        raise ReferenceMismatch(f"{prefix} a {ref.dim}-D mesh for a {problem.dim}-D case")
+    summary = {"case": ref.case.get("name"), "problem": ref.case, "parameters": ref.params, "versions": ref.versions,
+               "reference_file": str(path)}
+    return {"t": ref.times.copy(), "x": ref.x, "rho": ref.rho, "m": ref.m, "summary": summary, "reference": ref}
+
+
+def reference_file_errors(ref, scales) -> np.ndarray:
+    """Per snapshot, the stored MMD error estimate of an exported reference in the RKHS norm of the
+    sum kernel of ``scales`` (√Σ_ℓ MMD_ℓ², the ε_ref of a check); ReferenceMismatch without them."""
+    from .reference import ReferenceFileError
+
+    try:
+        per_scale = ref.mmd_estimates(scales)
+    except ReferenceFileError as exc:
+        raise ReferenceMismatch(f"--reference {exc}") from None
+    return np.sqrt(np.sum(per_scale**2, axis=1))
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def solve_reference_for(problem, n: int, tau: float, comm=None) -> dict:
@@ -175,7 +229,8 @@ def _lambda_frk_split(problem, params, traj, reference, scales, comm=None) -> di
     """Stage 1: particles vs mesh λ-FRk (same kernel, λ, dt); stage 2: mesh λ-FRk vs reference."""
     from .fem.nonlocal_flows import DENSE_VERTEX_LIMIT, solve_lambda_frk_mesh
 
-    n_ref = int(reference["summary"]["parameters"]["n"]) if reference.get("summary") else None
+    n_ref = (reference.get("summary") or {}).get("parameters", {}).get("n")
+    n_ref = int(n_ref) if n_ref is not None else None
     n = n_ref
     if n is None or (n + 1) ** problem.dim > DENSE_VERTEX_LIMIT:
         n = int(DENSE_VERTEX_LIMIT ** (1 / problem.dim)) - 1

@@ -42,10 +42,26 @@ def parse_literal(raw: str):
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        # 'nan' and 'inf' are not literals, but they are meant as numbers, not as the strings
+        if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+            raise ExternalMethodError(f"value {raw!r} is not finite") from None
         return text
-    if isinstance(value, float) and not math.isfinite(value):
+    if not _all_finite(value):
         raise ExternalMethodError(f"value {raw!r} is not finite")
     return value
+
+
+def _all_finite(value) -> bool:
+    """No inf/NaN float anywhere in a literal ('[1, 1e400]' holds inf)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, complex):
+        return math.isfinite(value.real) and math.isfinite(value.imag)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return all(_all_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_all_finite(k) and _all_finite(v) for k, v in value.items())
+    return True
 
 
 def _entry_points() -> dict:
@@ -78,7 +94,7 @@ def _load_file(path: Path):
     try:
         sys.modules[name] = module
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a script's sys.exit() at import is a failed import, not pdeflow's exit
         sys.modules.pop(name, None)
         raise ExternalMethodError(f"{path}: importing it failed: {type(exc).__name__}: {exc}") from None
     finally:
@@ -115,7 +131,7 @@ def _resolve_callable(spec: str, builtin_names) -> tuple:
             module = importlib.import_module(target)
         except ModuleNotFoundError as exc:
             raise ExternalMethodError(f"method {spec!r}: module {exc.name!r} not found") from None
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise ExternalMethodError(f"method {spec!r}: importing {target} failed: {type(exc).__name__}: {exc}") from None
         source = f"module {target}"
     fn = getattr(module, attr, None)
@@ -138,12 +154,33 @@ def _declared_continuum(fn):
         return lambda problem, p, _n=name, _d=fixed: (_n, fill_from_params(_n, _d, p))
     if callable(declared):
         def continuum(problem, params, _f=declared):
-            value = _f(problem, params)
+            try:
+                value = _f(problem, params)
+            except Exception as exc:  # the user's code: its failure is a one-line error, not a traceback
+                raise ExternalMethodError(f"{getattr(fn, '__name__', fn)}.continuum raised {type(exc).__name__}: "
+                                          f"{exc}") from None
             name, d = parse_continuum(value) if isinstance(value, str) else (str(value[0]), dict(value[1]))
             return name, fill_from_params(name, d, params)
 
         return continuum
     raise ExternalMethodError(f"{getattr(fn, '__name__', fn)}.continuum must be a string or a callable")
+
+
+def _guarded_refuse(spec: str, refuse):
+    """``refuse`` whose exceptions become its reason: the user's refuse() runs before any solve, at
+    every place that asks it (CLI, spec, verify), and a bug in it must be one line there."""
+    def guarded(problem, params):
+        try:
+            reason = refuse(problem, params)
+        except Exception as exc:
+            return f"{spec}: its refuse() raised {type(exc).__name__}: {exc}"
+        if not reason:
+            return None
+        if not isinstance(reason, str):
+            return f"{spec}: its refuse() returned {type(reason).__name__}; expected a string or None"
+        return " ".join(reason.split())
+
+    return guarded
 
 
 def load_external(spec: str, builtin_names=()):
@@ -154,6 +191,8 @@ def load_external(spec: str, builtin_names=()):
     refuse = getattr(fn, "refuse", None)
     if refuse is not None and not callable(refuse):
         raise ExternalMethodError(f"method {spec!r}: its 'refuse' attribute must be callable")
+    if refuse is not None:
+        refuse = _guarded_refuse(spec, refuse)
     doc = (getattr(fn, "__doc__", None) or "").strip().splitlines()
     fields = ("n_particles", "lam", "sigma", "kernel", "dt", "seed", "xi")
     uses = getattr(fn, "uses", fields)  # e.g. ("n_particles", "seed"): no dt ladder in a verification
@@ -229,7 +268,8 @@ def check_particles(times, x, w, problem, prefix: str, error=ValueError, expecte
         raise error(f"{prefix} {n} particle(s); need at least 2")
     if expected_n is not None and n != expected_n:
         raise error(f"{prefix} {n} particles; expected n_particles = {expected_n}")
-    if times.shape != snaps.shape or np.max(np.abs(times - snaps)) > TIME_TOL * max(problem.T, 1.0):
+    # `not <=`: a NaN time must not pass (NaN > tol is False)
+    if times.shape != snaps.shape or not np.max(np.abs(times - snaps)) <= TIME_TOL * max(problem.T, 1.0):
         raise error(f"{prefix} times {[float(f'{t:.6g}') for t in times]}; expected the case's snapshot times "
                     f"{[float(f'{t:.6g}') for t in snaps]}")
     for arr, what in ((x, "x"), (w, "w")):
@@ -240,8 +280,13 @@ def check_particles(times, x, w, problem, prefix: str, error=ValueError, expecte
     if (w < 0).any():
         k, i = (int(v) for v in np.argwhere(w < 0)[0])
         raise error(f"{prefix} {int((w < 0).sum())} negative weight(s) (first: w = {w[k, i]:.3g} at t = {snaps[k]:g})")
-    if not (w.sum(axis=1) > 0).all():
-        k = int(np.argwhere(~(w.sum(axis=1) > 0))[0][0])
+    with np.errstate(over="ignore"):
+        total = w.sum(axis=1)
+    if not np.isfinite(total).all():  # finite weights of 1e307 each: the mass itself overflows
+        k = int(np.argwhere(~np.isfinite(total))[0][0])
+        raise error(f"{prefix} weights whose sum overflows at t = {snaps[k]:g}")
+    if not (total > 0).all():
+        k = int(np.argwhere(~(total > 0))[0][0])
         raise error(f"{prefix} weights that sum to 0 at t = {snaps[k]:g}")
     inside = problem.domain.contains(x.reshape(-1, d)).reshape(n_snap, n)
     if not inside.all():

@@ -30,6 +30,8 @@ and n/2, ÷ 3 for second order in h) is not small against the statistical resolu
 from __future__ import annotations
 
 import math
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +57,7 @@ def load_particle_file(path, problem) -> tuple:
         raise ParticleFileError(f"{path}: is a directory, not an npz file")
     try:
         data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # a truncated zip is a BadZipFile
         raise ParticleFileError(f"{path}: not a readable npz file ({type(exc).__name__}: {str(exc)[:80]})") from None
     if not hasattr(data, "files"):
         raise ParticleFileError(f"{path}: a single .npy array, not an npz file with arrays t, x[, w]")
@@ -68,11 +70,18 @@ def load_particle_file(path, problem) -> tuple:
         if unknown:
             raise ParticleFileError(f"{prefix} unknown array(s) {', '.join(unknown)}; expected t, x and optionally w")
         try:
-            t = np.asarray(data["t"], dtype=float)
-            x = np.asarray(data["x"], dtype=float)
-            w = np.asarray(data["w"], dtype=float) if "w" in data.files else None
-        except (ValueError, TypeError):
-            raise ParticleFileError(f"{prefix} the arrays must be numeric") from None
+            raw = {k: data[k] for k in ("t", "x", "w") if k in data.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # a corrupt member
+            raise ParticleFileError(f"{prefix} unreadable array in the npz file ({type(exc).__name__}: "
+                                    f"{str(exc)[:80]})") from None
+        for k, arr in raw.items():
+            if not isinstance(arr, np.ndarray):  # numpy hands a member without the .npy header back as bytes
+                raise ParticleFileError(f"{prefix} member {k}.npy is not an npy array")
+            # complex would lose its imaginary part in float(), bool is no position; objects are never unpickled
+            if arr.dtype.kind not in "iuf":
+                raise ParticleFileError(f"{prefix} array {k} has dtype {arr.dtype}; the arrays must be numeric (real)")
+        t, x = (np.asarray(raw[k], dtype=float) for k in ("t", "x"))
+        w = np.asarray(raw["w"], dtype=float) if "w" in raw else None
     finally:
         data.close()
     if x.ndim == 2 and problem.dim == 1:

@@ -100,8 +100,39 @@ def mesh_statistics(mesh) -> dict:
             "h_max": float(diam.max()), "h_min": float(diam.min())}
 
 
+def owned_cell_dofs(V) -> np.ndarray:
+    """(owned cells × dofs per cell) local dof indices (dolfinx 0.5: an AdjacencyList; 0.9+: an array)."""
+    dofs = V.dofmap.list
+    arr = np.asarray(dofs.array if hasattr(dofs, "array") else dofs)
+    mesh = V.mesh
+    n_owned = mesh.topology.index_map(mesh.topology.dim).size_local
+    return arr.reshape(-1, V.dofmap.dof_layout.num_dofs)[:n_owned]
+
+
+def n_cells_global(mesh) -> int:
+    tdim = mesh.topology.dim
+    return int(mesh.topology.index_map(tdim).size_global)
+
+
 def form(expr):
-    return dolfinx.fem.form(expr)
+    """Compile a form (FFCx JIT).  Each rank compiles or loads its own, so one rank can fail here
+    alone (a full or read-only cache, a compiler error): agreed on over the mesh's communicator
+    before the next collective (pdeflow.agreement)."""
+    from ..agreement import stage
+
+    with stage("jit", _form_comm(expr)):
+        compiled = dolfinx.fem.form(expr)
+    return compiled
+
+
+def _form_comm(expr):
+    # the mesh behind the form's domain carries the communicator (dolfinx 0.5: the Mesh itself;
+    # 0.9+: its C++ object); None (no agreement) rather than a guess such as COMM_WORLD, which would
+    # deadlock the sub-communicators of a study
+    try:
+        return expr.ufl_domains()[0].ufl_cargo().comm
+    except (AttributeError, IndexError):
+        return None
 
 
 def assemble_matrix(a, A=None):

@@ -28,6 +28,7 @@ class LinearSolver:
             raise ValueError(f"unknown linear solver {kind!r}")
         self.kind = kind
         self.comm = comm
+        self.ksp_rtol = rtol
         self.ksp = self._make_ksp(rtol)
         self.iterations = 0
         self.rebuilds = 0  # fresh preconditioners after a failed CG solve
@@ -76,6 +77,12 @@ class LinearSolver:
             reason = self.ksp.getConvergedReason()
             self.rebuilds += 1
         if reason < 0:
+            if self.kind == "direct":
+                # a failed parallel factorization (MUMPS/SuperLU_dist, e.g. after a NaN on one rank)
+                # stays failed on this KSP however the matrix changes: the retry with τ/2 needs a
+                # fresh one (every retry failed with reason -11 before)
+                self.ksp.destroy()
+                self.ksp = self._make_ksp(self.ksp_rtol)
             raise FloatingPointError(f"linear solver diverged (KSP reason {reason})")
         self.iterations += max(1, self.ksp.getIterationNumber())
 

@@ -22,13 +22,16 @@ from typing import Optional
 import numpy as np
 from mpi4py import MPI
 
+from ..agreement import abort_on_unexpected, agree, fault, inject, stage
 from ..problem import Problem, initial_density, integrate
 from . import compat
 from .hellinger import HellingerJKOScheme
 from .scheme import FrozenMobilityScheme, NewtonFailure, NewtonOptions
+from .scheme2 import BDF2Scheme
 from .space import P1Space
 
-SCHEMES = {"frozen-mobility": FrozenMobilityScheme, "hellinger-jko": HellingerJKOScheme}
+SCHEMES = {"frozen-mobility": FrozenMobilityScheme, "hellinger-jko": HellingerJKOScheme,
+           "bdf2": BDF2Scheme}
 
 
 class SolverError(RuntimeError):
@@ -53,6 +56,14 @@ class Trajectory:
     versions: dict
     owned_snapshots: list = field(repr=False, default_factory=list)
     space: object = field(repr=False, default=None)
+    # with keep_steps=True: the time and the gathered nodal density after every accepted step,
+    # t = 0 included (rank 0; None elsewhere or without keep_steps) — what an exported reference
+    # interpolates in time
+    step_times: Optional[np.ndarray] = None
+    step_rho: Optional[np.ndarray] = None
+    # {"method": how it was obtained, "snapshots": [{t, L1, L1_time, L1_space, mmd}], ...} — set by
+    # pdeflow.fem.certified (solve --tol, or the companion solves of a plain solve); in summary.json
+    error_estimate: Optional[dict] = None
 
     def summary(self) -> dict:
         """Everything needed to trace a number back to how it was made (JSON-able)."""
@@ -82,6 +93,7 @@ class Trajectory:
             "statistics": stats,
             "snapshot_times": [float(t) for t in self.times],
             "errors": self.errors,
+            "error_estimate": self.error_estimate,
             "initial": self.initial,
             "steps": steps,
             "rejected_steps": self.rejected,
@@ -112,6 +124,7 @@ def solve_reference(
     tau_min: Optional[float] = None,
     exact="auto",
     progress: bool = True,
+    keep_steps: bool = False,
 ) -> Trajectory:
     """Solve the KL flow of ``problem`` on an n-per-direction box mesh with time step τ.
 
@@ -130,23 +143,26 @@ def solve_reference(
 
         exact = exact_solution(problem)
     wall0 = time.perf_counter()
-    space = P1Space(problem.domain, int(n), comm)
-    log_pi = space.nodal(problem.target.log_density)
-    rho0 = initial_density(problem)
-    phi = space.nodal(rho0.log_density)
-    mass0 = integrate(rho0, problem.domain)
-    phi += math.log(mass0 / space.integral(np.exp(phi)))
-    options = NewtonOptions(tol=newton_tol, max_it=newton_max_it, solver=solver)
-    stepper = SCHEMES[scheme](space, problem, log_pi, options)
-    norms = None
-    if exact is not None:
-        from .errors import ErrorNorms
+    # the set-up (mesh, forms and their JIT, solver objects) is agreed on before the first step
+    with stage("setup", comm):
+        space = P1Space(problem.domain, int(n), comm)
+        log_pi = space.nodal(problem.target.log_density)
+        rho0 = initial_density(problem)
+        phi = space.nodal(rho0.log_density)
+        mass0 = integrate(rho0, problem.domain)
+        phi += math.log(mass0 / space.integral(np.exp(phi)))
+        options = NewtonOptions(tol=newton_tol, max_it=newton_max_it, solver=solver)
+        stepper = SCHEMES[scheme](space, problem, log_pi, options)
+        norms = None
+        if exact is not None:
+            from .errors import ErrorNorms
 
-        norms = ErrorNorms(space)
+            norms = ErrorNorms(space)
     initial = {"t": 0.0, "energy": stepper.energy(phi), "mass": space.integral(np.exp(phi))}
 
     steps, rejected, errors = [], [], []
     owned = [np.exp(phi)]
+    kept = [owned[0]] if keep_steps else None
     # A mass-conserving flow on the bounded Ω keeps ∫_Ω ρ0 exactly; a Gaussian reference on R^d
     # would instead report the tail mass outside Ω (3e-7 on [-5,5]^2) as a mass error.
     def exact_mass(t):
@@ -154,7 +170,7 @@ def solve_reference(
 
     if norms is not None:
         errors.append({"t": 0.0, **norms(owned[0], lambda x: exact.density(0.0, x), exact_mass(0.0))})
-    history = {"phi_prev": None, "eta_prev": 0.0, "tau_prev": None}
+    history = {"phi_prev": None, "eta_prev": 0.0, "tau_prev": None, "accepted_prev": (None, None)}
     t = 0.0
     bar = _progress(problem.T, comm) if progress else None
 
@@ -170,13 +186,37 @@ def solve_reference(
                 ratio = h / history["tau_prev"]
                 # clipped: where ρ is tiny one step may change log ρ by tens, and extrapolating that
                 # would start Newton far from the solution
-                guess = phi + np.clip(ratio * (phi - history["phi_prev"]), -1.0, 1.0)
+                clip = getattr(stepper, "predictor_clip", 1.0)
+                guess = phi + np.clip(ratio * (phi - history["phi_prev"]), -clip, clip)
                 eta_guess = eta + ratio * (eta - history["eta_prev"])
             else:
                 guess = phi
+            injected = fault("step")
+            if injected == "nan":  # test hook: this rank's values go bad in the middle of a solve
+                guess = np.full_like(guess, np.nan)
+            failure = error = None
             try:
-                res = stepper.step(phi, h, t + h, guess, eta_guess)
+                # inside the step peers may sit in a PETSc collective: an unexpected exception there
+                # cannot be agreed on and aborts the job; a Newton failure or a diverged Krylov
+                # solve is decided from global reductions, hence raised on every rank
+                with abort_on_unexpected(comm, (NewtonFailure, FloatingPointError), "inside a time step"):
+                    if hasattr(stepper, "set_history"):  # second order: the last accepted state, kept
+                        stepper.set_history(*history["accepted_prev"])  # through rejections
+                    res = stepper.step(phi, h, t + h, guess, eta_guess)
+                inject("step", injected)
             except (NewtonFailure, FloatingPointError) as exc:
+                failure = exc
+            except Exception as exc:  # noqa: BLE001 — agreed on below, then raised on every rank
+                error = exc
+            # one reduction per attempt: 2 = an error somewhere (agreed, raised on every rank),
+            # 1 = a rejected step somewhere (rejected on every rank), 0 = accepted
+            outcome = comm.allreduce(2 if error is not None else (1 if failure is not None else 0), op=MPI.MAX)
+            if outcome == 2:
+                agree(comm, error, "step")
+            if outcome == 1 and failure is None:
+                failure = NewtonFailure("the step failed on another rank")
+            if failure is not None:
+                exc = failure
                 rejected.append({"t": t, "tau": h, "reason": str(exc)})
                 if h / 2 < tau_min:
                     raise SolverError(
@@ -186,7 +226,10 @@ def solve_reference(
                 pending.extend([h / 2, h / 2])
                 continue
             history["phi_prev"], history["eta_prev"], history["tau_prev"] = phi, eta, h
+            history["accepted_prev"] = (phi, h)
             steps.append({"t": t + h, "tau": h, **res.diagnostics})
+            if keep_steps:
+                kept.append(np.exp(res.phi))
             if bar is not None:
                 bar.update(h)
             phi, eta, t = res.phi, res.eta, t + h
@@ -226,6 +269,12 @@ def solve_reference(
         "n_dofs": int(n_dof),
         "dim": problem.dim,
     }
+    step_times = step_rho = None
+    if keep_steps:
+        gathered_steps = [space.gather(r) for r in kept]
+        if comm.rank == 0:
+            step_times = np.array([0.0] + [s["t"] for s in steps])
+            step_rho = np.array(gathered_steps)
     wall = comm.allreduce(time.perf_counter() - wall0, op=MPI.MAX)
     return Trajectory(
         problem=problem,
@@ -242,4 +291,6 @@ def solve_reference(
         versions=compat.versions(),
         owned_snapshots=owned,
         space=space,
+        step_times=step_times,
+        step_rho=step_rho,
     )

@@ -40,6 +40,7 @@ import numpy as np
 import ufl
 from petsc4py import PETSc
 
+from ..agreement import inject
 from ..problem import Problem
 from . import compat
 from .linalg import LinearSolver, choose
@@ -191,6 +192,7 @@ class FrozenMobilityScheme:
             # Inexact Newton: the linear tolerance follows the size of the last update, so early
             # iterations are cheap and the last ones are solved to ~1e-12 (quadratic convergence kept)
             rtol = self.opts.ksp_rtol_max if change is None else min(self.opts.ksp_rtol_max, max(self.opts.ksp_rtol, change))
+            inject("newton")  # test hook: a one-rank failure between two solver collectives
             try:
                 ys = self._solve(m * e / tau, rhs, first=(its == 1), rtol=rtol)
             except FloatingPointError:

@@ -70,6 +70,23 @@ class P1Space:
             return None
         return np.concatenate(parts)[self._order]
 
+    def gathered_cells(self):
+        """The cells (simplices or boxes' simplices) as rows of vertex indices into the gathered
+        coordinate order, on rank 0 (None elsewhere); collective.  With ``gathered_coords`` it is the
+        mesh a P1 function can be evaluated on without dolfinx (pdeflow.Reference)."""
+        imap = self.V.dofmap.index_map
+        local = compat.owned_cell_dofs(self.V)
+        glob = np.asarray(imap.local_to_global(local.ravel()), dtype=np.int64).reshape(local.shape)
+        parts = self.comm.gather(glob, root=0)
+        if self.comm.rank != 0:
+            return None
+        cells = np.concatenate(parts)
+        # global dof numbers are the positions in the rank-ordered concatenation of owned values;
+        # _order maps output positions to those
+        inverse = np.empty_like(self._order)
+        inverse[self._order] = np.arange(self._order.size)
+        return inverse[cells]
+
     def function(self, values=None, name="rho"):
         import dolfinx.fem
 

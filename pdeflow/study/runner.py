@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..agreement import agree, inject, stage
+
 TAG_REQUEST, TAG_WORK = 11, 12
 REFERENCE_GROUP = "_reference"
 
@@ -85,6 +87,7 @@ def execute(run: dict, comm, runs_dir: Path) -> dict:
     try:
         if fail and fail == f"{run['group']}:{comm.rank}":
             raise RuntimeError(f"injected failure on rank {comm.rank} of group {run['group']!r}")
+        inject("run")
         _problem(run)
         if run["kind"] == "reference":
             from ..fem import solve_reference  # noqa: F401
@@ -252,17 +255,73 @@ def run_study(spec, out_dir, comm=None, ranks_per_run: int = 1, resume: bool = F
         return _run_serial(spec, out_dir, runs_dir, comm, resume, progress, t0)
     # PETSc initializes collectively over COMM_WORLD on first import: every rank (the dispatcher
     # too) must import it here, before the groups go their own ways
-    from .. import fem  # noqa: F401
+    with stage("import", comm):
+        from .. import fem  # noqa: F401
 
     color = 0 if rank == 0 else 1 + (rank - 1) // ranks_per_run
     group_comm = comm.Split(color, rank)
     try:
+        # rank 0 alone takes the lock and opens the store: agreed on before the farm starts (a locked,
+        # corrupt or read-only store used to leave the workers waiting for work)
+        held = None
+        with stage("store", comm):
+            if rank == 0:
+                held = _open_locked(spec, out_dir, resume)
+        summary, error = {}, None
         if rank == 0:
-            return _dispatch(spec, out_dir, runs_dir, comm, resume, progress, t0)
-        _work(comm, group_comm, runs_dir)
-        return {}
+            summary, error = _dispatch(spec, held, runs_dir, comm, resume, progress, t0)
+        else:
+            _work(comm, group_comm, runs_dir)
+        # a store write that failed on rank 0 stopped the farm; every rank raises it now
+        agree(comm, error, "store")
+        return summary
     finally:
+        if held is not None:
+            _release(held)
         group_comm.Free()
+
+
+def _open_locked(spec, out_dir: Path, resume):
+    """Take ``out_dir/study.lock`` (an flock: released by the kernel when the process dies, so a
+    ``kill -9`` leaves no stale lock), then open the store.  A second writer on the same --out is
+    refused, and a fresh start on a directory that meanwhile holds a study too (the CLI's check of it
+    runs before the lock, so two simultaneous starts both passed it)."""
+    import fcntl
+    import socket
+
+    from ..cases import CaseError
+    from .store import FILENAME
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise CaseError(f"--out {out_dir}: another pdeflow study is writing there ({holder}); wait for it to end "
+                        f"or use another --out") from None
+    try:
+        if not resume and (out_dir / FILENAME).exists():
+            raise CaseError(f"--out {out_dir}: it already holds a study; use --resume to continue it or another --out")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        store = _open_store(spec, out_dir, resume)
+    except BaseException:
+        os.close(fd)
+        raise
+    return store, fd
+
+
+def _release(held) -> None:
+    store, fd = held
+    try:
+        store.close()
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+LOCK_NAME = "study.lock"
 
 
 def _open_store(spec, out_dir: Path, resume: bool):
@@ -339,12 +398,20 @@ def _todo(spec, store, resume):
 
 
 def _run_serial(spec, out_dir, runs_dir, comm, resume, progress, t0) -> dict:
-    store = _open_store(spec, out_dir, resume)
+    held = _open_locked(spec, out_dir, resume)
+    try:
+        return _run_serial_locked(spec, held[0], runs_dir, comm, resume, progress, t0)
+    finally:
+        _release(held)
+
+
+def _run_serial_locked(spec, store, runs_dir, comm, resume, progress, t0) -> dict:
     todo, membership, skipped = _todo(spec, store, resume)
     bar = _bar(len(todo), progress)
     counts = {"done": 0, "failed": 0}
     for run in todo:
         result = execute(run, comm, runs_dir)
+        inject("store")
         _record(store, run, result, membership, runs_dir)
         counts[result["status"]] += 1
         if bar is not None:
@@ -352,15 +419,21 @@ def _run_serial(spec, out_dir, runs_dir, comm, resume, progress, t0) -> dict:
     if bar is not None:
         bar.close()
     _post_process(spec, store, runs_dir)
-    store.close()
     return {**counts, "skipped": skipped, "wall": time.perf_counter() - t0}
 
 
-def _dispatch(spec, out_dir, runs_dir, comm, resume, progress, t0) -> dict:
+def _dispatch(spec, held, runs_dir, comm, resume, progress, t0):
+    """The dispatcher's loop; returns (summary, error): a store write that fails (disk full, read-only)
+    stops the hand-out of work — each leader gets None at its next request, so every worker leaves
+    its loop — and is returned for the agreement of all ranks (it used to hang the workers)."""
     from mpi4py import MPI
 
-    store = _open_store(spec, out_dir, resume)
-    todo, membership, skipped = _todo(spec, store, resume)
+    store = held[0]
+    error = None
+    try:
+        todo, membership, skipped = _todo(spec, store, resume)
+    except (OSError, ValueError) as exc:
+        error, todo, membership, skipped = exc, [], {}, 0
     queue = list(todo)
     refs_pending = {r["run_id"] for r in todo if r["group"] == REFERENCE_GROUP}
     refs_failed = set()
@@ -380,11 +453,23 @@ def _dispatch(spec, out_dir, runs_dir, comm, resume, progress, t0) -> dict:
                 refs_pending.discard(run["run_id"])
                 if message["status"] != "done":
                     refs_failed.add(run["run_id"])
-            _record(store, run, message, membership, runs_dir)
+            if error is None:
+                try:
+                    inject("store")
+                    _record(store, run, message, membership, runs_dir)
+                except OSError as exc:  # StoreError included
+                    error = exc
             counts[message["status"]] += 1
             if bar is not None:
                 bar.update(1)
-        work = _next(queue, refs_pending, refs_failed, store, membership, counts, bar)
+        work = None
+        if error is None:
+            try:
+                work = _next(queue, refs_pending, refs_failed, store, membership, counts, bar)
+            except OSError as exc:
+                error = exc
+        if error is not None:
+            queue.clear()
         if work is not None:
             running[source] = work
             comm.send(work, dest=source, tag=TAG_WORK)
@@ -395,9 +480,12 @@ def _dispatch(spec, out_dir, runs_dir, comm, resume, progress, t0) -> dict:
             active -= 1
     if bar is not None:
         bar.close()
-    _post_process(spec, store, runs_dir)
-    store.close()
-    return {**counts, "skipped": skipped, "wall": time.perf_counter() - t0}
+    if error is None:
+        try:
+            _post_process(spec, store, runs_dir)
+        except OSError as exc:
+            error = exc
+    return {**counts, "skipped": skipped, "wall": time.perf_counter() - t0}, error
 
 
 def _leaders(comm) -> list:

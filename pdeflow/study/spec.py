@@ -44,7 +44,7 @@ Tables and keys
 ---------------
 ``[study]``: ``name`` (required), ``case``, ``target``, ``metrics``, ``fit_range``, ``T``,
 ``reference``, ``allow_large`` (true: runs beyond the resource budget of ``pdeflow.cases.RESOURCE_LIMITS``
-— mesh vertices, time steps, particles — are allowed; otherwise such a spec is refused at load).  Any other top-level key than ``study``, ``group`` and ``cases`` is an error.
+— mesh vertices, time steps, particles, runs per group — are allowed; otherwise such a spec is refused at load).  Any other top-level key than ``study``, ``group`` and ``cases`` is an error.
 
 ``[cases.NAME]`` (optional): a case given as data instead of a built-in name — a KL flow of
 Gaussian mixtures on a box (keys ``domain``, ``target``, ``initial``, ``initial_mass``, ``flow``,
@@ -70,7 +70,7 @@ Parameter values
 ----------------
 Every parameter is a single value, an explicit list (swept; non-empty, no duplicates) or, for
 ``n``, ``n_particles``, ``tau``, ``dt`` and ``lam``, a **ladder** ``{start, factor, levels}`` with
-values ``start * factor**k`` for ``k < levels`` (swept).  ``levels >= 2`` (a fit needs two
+values ``start * factor**k`` for ``k < levels`` (swept).  ``2 <= levels <= 64`` (a fit needs two
 points; 3 or more are recommended, and Richardson needs 3).  A ladder must refine: ``factor > 1``
 for ``n`` and ``n_particles`` (whose values must all be integers), ``factor`` in (0, 1) for
 ``tau``, ``dt`` and ``lam``.  Derived floats are rounded to 12 significant digits, so that a
@@ -141,8 +141,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..approx.methods import METHODS, MethodParams, get_method
-from ..cases import (METHOD_KEYS, PROBLEM_KEYS, SOLVER_KEYS, CaseError, Key, apply_overrides, check_budget,
-                     get_case)
+from ..cases import (METHOD_KEYS, PROBLEM_KEYS, RESOURCE_LIMITS, SOLVER_KEYS, CaseError, Key, apply_overrides,
+                     check_budget, get_case)
 
 
 class SpecError(ValueError):
@@ -174,6 +174,7 @@ _LADDERS = {
     "dt": ("down", "time step"),
     "lam": ("down", "regularization"),
 }
+MAX_LEVELS = 64  # a ladder of factor 2 then spans 2^63: beyond every resource budget
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _TIED = re.compile(r"h(?:\^([0-9]+(?:\.[0-9]*)?))?")
 
@@ -317,9 +318,11 @@ def _ladder(path: str, raw: dict, name: str, key: Key) -> tuple:
     for k in LADDER_KEYS:
         _required(path, raw, k, "a ladder needs start, factor and levels")
     levels, start, factor = raw["levels"], raw["start"], raw["factor"]
-    if not (_is_number(levels) and float(levels).is_integer() and levels >= 2):
+    if not (_is_number(levels) and math.isfinite(levels) and float(levels).is_integer() and levels >= 2):
         _fail(_join(path, "levels"), f"expected an integer >= 2 (a fit needs 2 levels, 3 or more recommended), "
                                      f"got {_show(levels)}")
+    if levels > MAX_LEVELS:  # levels = 1e9 used to loop for minutes (a lam ladder may reach 0) or overflow
+        _fail(_join(path, "levels"), f"{int(levels)} levels; at most {MAX_LEVELS} (the values span factor**levels)")
     levels = int(levels)
     if not (_is_number(start) and math.isfinite(start) and start > 0):
         _fail(_join(path, "start"), f"expected a positive number, got {_show(start)}")
@@ -333,7 +336,12 @@ def _ladder(path: str, raw: dict, name: str, key: Key) -> tuple:
     _scalar(_join(path, "start"), start, key)
     values = []
     for k in range(levels):
-        v = start * factor**k
+        try:
+            v = start * factor**k
+        except OverflowError:  # a float power raises where a product gives inf
+            v = math.inf
+        if not math.isfinite(v):
+            _fail(path, f"level {k}: {start:g}*{factor:g}^{k} overflows")
         if key.kind is int:
             iv = round(v)
             if abs(v - iv) > 1e-9 * max(1.0, abs(v)):
@@ -356,12 +364,13 @@ def _grid(path: str, raw, name: str, key: Key) -> tuple:
     if isinstance(raw, list):
         if not raw:
             _fail(path, "empty list; give at least one value")
-        values = []
+        values, seen = [], set()
         for i, item in enumerate(raw):
             v = _scalar(f"{path}[{i}]", item, key)
-            if v in values:
+            if v in seen:
                 _fail(f"{path}[{i}]", f"duplicate value {_show(item)}")
             values.append(v)
+            seen.add(v)
         return tuple(values), True, None
     return (_scalar(path, raw, key),), False, None
 
@@ -609,6 +618,14 @@ def _finish(run: dict) -> dict:
     return run
 
 
+def _check_run_count(path: str, count: int, defaults: dict) -> None:
+    """The study's share of the resource budget: the number of runs of one group."""
+    limit = RESOURCE_LIMITS["runs"]
+    if count > limit and not defaults.get("allow_large", False):
+        _fail(path, f"{count:.3g} runs exceed the budget of {limit:.0e} runs of a study group "
+                    f"(allow_large = true in [study] to run it anyway)")
+
+
 def _reference_runs(path, g, label, case, problem, overrides, T, defaults):
     n_raw = _required(path, g, "n", "cells per direction: a value, a list or a ladder {start, factor, levels}")
     tau_raw = _required(path, g, "tau", "a value, a list, a ladder {start, factor, levels} or {tied = \"h^2\"}")
@@ -654,6 +671,7 @@ def _reference_runs(path, g, label, case, problem, overrides, T, defaults):
             _fail(_join(path, "reference"), "missing; target 'reference' needs the fine resolution {n, tau} "
                                             "(here or in [study])")
 
+    _check_run_count(path, len(n_vals) * (1 if tied else len(tau_vals)), defaults)
     L = problem.domain.diameter_box
     d = problem.dim
     runs, all_taus = [], []
@@ -696,6 +714,9 @@ def _approx_runs(path, g, label, case, overrides, T, defaults, problem=None):
     except ValueError as exc:
         _fail(_join(path, "method"), str(exc))
     base = {f.name: f.default for f in fields(MethodParams) if f.name in METHOD_FIELDS}
+    for name in METHOD_FIELDS:  # a swept lam of svgd would give runs that differ in nothing but their id
+        if name in g and name not in decl.uses:
+            _fail(_join(path, name), f"method {method} does not use {name} (it uses {', '.join(decl.uses)})")
     axes = []  # (sweep key, params key or ("extra", key), values, swept)
     levels = {}
     for name in METHOD_FIELDS:
@@ -724,17 +745,22 @@ def _approx_runs(path, g, label, case, overrides, T, defaults, problem=None):
     if isinstance(seeds_raw, list):
         if not seeds_raw:
             _fail(spath, f"empty list; expected {rule}")
-        seeds = []
+        seeds, seen = [], set()  # a set: a list of 10^5 seeds must not take 10^10 comparisons
         for i, s in enumerate(seeds_raw):
             if not (isinstance(s, int) and not isinstance(s, bool) and s >= 0):
                 _fail(f"{spath}[{i}]", f"expected an integer >= 0, got {_show(s)}")
-            if s in seeds:
+            if s in seen:
                 _fail(f"{spath}[{i}]", f"duplicate seed {s}")
             seeds.append(s)
+            seen.add(s)
     elif isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool) and seeds_raw >= 1:
-        seeds = list(range(seeds_raw))
+        seeds = range(seeds_raw)  # a range: seeds = 10**9 must reach the budget below, not fill the memory
     else:
         _fail(spath, f"expected {rule}, got {_show(seeds_raw)}")
+    count = len(seeds)
+    for axis in axes:
+        count *= len(axis[2])
+    _check_run_count(path, count, defaults)
 
     if "reference" in g:
         reference = _resolution(_join(path, "reference"), g["reference"])

@@ -22,6 +22,7 @@ restarted study with ``--resume`` skips :meth:`Store.finished_ids`.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
@@ -107,11 +108,29 @@ def resolve_path(path) -> Path:
     return path
 
 
+class StoreError(OSError):
+    """The store cannot be opened, read or written (not a database, read-only, disk full): every
+    SQLite error of a :class:`Store` method is raised as this, with the file's path, so the CLI
+    reports it in one line (sqlite3 errors are not OSErrors)."""
+
+
+def _guarded(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kw):
+        try:
+            return method(self, *args, **kw)
+        except sqlite3.Error as exc:
+            raise StoreError(f"study store {self.path}: {exc}") from None
+
+    return wrapper
+
+
 class Store:
     """SQLite store of one study.  ``Store(path)``: ``path`` is the study directory (the file is
     ``study.sqlite`` in it; the directory is created) or the database file.  Usable as a context
     manager."""
 
+    @_guarded
     def __init__(self, path):
         self.path = resolve_path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,6 +145,7 @@ class Store:
         return self.path.parent
 
     # -- writing (rank 0 only) -------------------------------------------------------------
+    @_guarded
     def put(self, run: dict, result: dict) -> None:
         """Store (or replace) the result of ``run`` and record its group membership; committed
         before returning."""
@@ -161,12 +181,14 @@ class Store:
                     "INSERT OR IGNORE INTO membership (run_id, grp) VALUES (?, ?)", (run["run_id"], run["group"])
                 )
 
+    @_guarded
     def add_membership(self, run_id: str, group: str) -> None:
         """Record that ``run_id`` also belongs to ``group`` (a shared run, or one skipped on
         resume); committed before returning."""
         with self._con:
             self._con.execute("INSERT OR IGNORE INTO membership (run_id, grp) VALUES (?, ?)", (run_id, group))
 
+    @_guarded
     def set_meta(self, key: str, value) -> None:
         with self._con:
             self._con.execute(
@@ -174,14 +196,17 @@ class Store:
             )
 
     # -- reading ---------------------------------------------------------------------------
+    @_guarded
     def get_meta(self, key: str, default=None):
         row = self._con.execute("SELECT value FROM study WHERE key = ?", (key,)).fetchone()
         return default if row is None else row[0]
 
+    @_guarded
     def done_ids(self) -> set:
         """Run ids with status ``done``."""
         return {r[0] for r in self._con.execute("SELECT run_id FROM runs WHERE status = 'done'")}
 
+    @_guarded
     def finished_ids(self, retry_failed: bool = False) -> set:
         """Run ids that ``--resume`` skips: ``done`` and ``failed`` runs (a failure is a result
         and is kept), or only ``done`` ones with ``retry_failed=True``."""
@@ -189,11 +214,13 @@ class Store:
             return self.done_ids()
         return {r[0] for r in self._con.execute("SELECT run_id FROM runs WHERE status IN ('done', 'failed')")}
 
+    @_guarded
     def groups(self) -> list:
         """Group labels in the order they were first recorded."""
         cur = self._con.execute("SELECT grp FROM membership GROUP BY grp ORDER BY MIN(rowid)")
         return [r[0] for r in cur]
 
+    @_guarded
     def rows(self, group: str | None = None, status: str | None = None) -> list:
         """Runs as dicts with the keys of the run/result contract (``group``, ``case``, ``params``,
         ``sweep``, ``metrics``, ... JSON decoded) plus ``study`` and ``finished_at``.
@@ -244,6 +271,7 @@ class Store:
             )
         return out
 
+    @_guarded
     def count(self, status: str | None = None) -> int:
         if status is None:
             return int(self._con.execute("SELECT COUNT(*) FROM runs").fetchone()[0])

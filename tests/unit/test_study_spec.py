@@ -294,16 +294,16 @@ def test_t_override_enters_params_and_changes_the_ids(example):
 def test_seeds_list_and_swept_method_parameters():
     data = _base()
     g = data["group"][2]
-    g.update(seeds=[3, 7], n_particles={"start": 50, "factor": 2, "levels": 3}, lam=[1e-3, 1e-4],
-             extra={"integrator": ["euler", "ivp"]})
+    g.update(seeds=[3, 7], n_particles={"start": 50, "factor": 2, "levels": 3}, sigma=[0.5, 0.25],
+             extra={"integrator": ["euler", "ivp"]})  # (svgd has no lam: a lam sweep is refused)
     spec = parse_spec(data)
     group = spec.groups[2]
     assert {r["seed"] for r in group.runs} == {3, 7}
     assert len(group.runs) == 3 * 2 * 2 * 2
-    assert group.swept == ("n_particles", "lam", "extra.integrator")
+    assert group.swept == ("n_particles", "sigma", "extra.integrator")
     assert {r["params"]["n_particles"] for r in group.runs} == {50, 100, 200}
     assert {r["params"]["extra"]["integrator"] for r in group.runs} == {"euler", "ivp"}
-    assert group.runs[0]["sweep"] == {"n_particles": 50, "lam": 1e-3, "extra.integrator": "euler"}
+    assert group.runs[0]["sweep"] == {"n_particles": 50, "sigma": 0.5, "extra.integrator": "euler"}
     # runs do not share mutable params
     group.runs[0]["params"]["extra"]["integrator"] = "changed"
     assert group.runs[1]["params"]["extra"]["integrator"] == "euler"
