@@ -29,11 +29,21 @@ ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_"
 
 
 def _rows(path: Path) -> list:
-    con = sqlite3.connect(path / "study.sqlite")
+    con = sqlite3.connect(f"file:{path / 'study.sqlite'}?mode=ro", uri=True)  # never creates the file
     try:
         return con.execute("select run_id, status, metrics from runs").fetchall()
     finally:
         con.close()
+
+
+def _kill_orphans(lock: Path) -> None:
+    """Open MPI 5 starts the ranks outside mpirun's process group: a rank that outlived the kill
+    still holds study.lock (the lock file names its pid)."""
+    try:
+        pid = int(lock.read_text().split()[1])
+        os.kill(pid, signal.SIGKILL)
+    except (OSError, IndexError, ValueError):
+        pass
 
 
 def kill_sequence(spec: Path, out: Path, rng: random.Random) -> dict:
@@ -42,13 +52,24 @@ def kill_sequence(spec: Path, out: Path, rng: random.Random) -> dict:
         cmd = MPIRUN + ["-n", "2"] + PDEFLOW + ["study", str(spec), "--out", str(out), "--quiet"]
         if (out / "study.sqlite").exists():
             cmd.append("--resume")
+        before = len(_rows(out)) if (out / "study.sqlite").exists() else 0
         proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 env=ENV)
+        # kill at a random moment after this start has stored at least one more run (a kill during
+        # start-up would test nothing and, on a loaded machine, never let the study progress)
+        while proc.poll() is None:
+            time.sleep(0.1)
+            try:
+                if len(_rows(out)) > before:
+                    break
+            except sqlite3.Error:
+                pass
         try:
-            proc.wait(timeout=rng.uniform(1.5, 6.0))
+            proc.wait(timeout=rng.uniform(0.0, 3.0))
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            _kill_orphans(out / "study.lock")
             kills += 1
             continue
         if proc.returncode != 0:

@@ -225,6 +225,20 @@ def _build_parser() -> _Parser:
     p_verify.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     p_verify.add_argument("--reference", default=None, metavar="FILE",
                           help="use the reference file written by `pdeflow export --tol` as the flow continuum")
+    p_bank = sub.add_parser("bank", help="the bank of certified references of the built-in cases (build, list)")
+    bank_sub = p_bank.add_subparsers(dest="bank_command", metavar="{build,list}", parser_class=_Parser)
+    bank_sub.required = True
+    p_build = bank_sub.add_parser("build", help="compute the missing certified references (resumable, MPI)")
+    p_build.add_argument("cases", nargs="*", help="case names (default: every built-in case)")
+    for d, default in ((1, "1e-6"), (2, "1e-4"), (3, "1e-3")):
+        p_build.add_argument(f"--tol-{d}d", type=_tol_arg, default=None, metavar="TOL",
+                             help=f"L1 tolerance of the {d}-D cases (default {default})")
+    p_build.add_argument("--dir", default=None, help="bank directory (default $PDEFLOW_BANK or ~/.cache/pdeflow/bank)")
+    p_build.add_argument("--allow-large", action="store_true", help="solves beyond the resource budget")
+    p_build.add_argument("--quiet", action="store_true")
+    p_list = bank_sub.add_parser("list", help="the bank's references with their error bars and provenance")
+    p_list.add_argument("--dir", default=None)
+    p_list.add_argument("--json", action="store_true")
     p_export = sub.add_parser("export", help="solve a case and write the reference as one file (npz or HDF5)")
     p_export.add_argument("case", help="a case name (see `pdeflow cases`)")
     p_export.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -343,6 +357,19 @@ def _crosscheck(args) -> int:
     return run_crosscheck(args)
 
 
+def _solver_settings(problem, solver_opts: dict, allow_large: bool) -> tuple:
+    """(n, τ) popped from the validated --set options of a reference solve, with the checks that
+    need several keys at once and the resource budget; the rest stays in ``solver_opts``."""
+    n = solver_opts.pop("n", 64 if problem.dim == 1 else 32)
+    tau = solver_opts.pop("tau", 0.01)
+    if solver_opts.get("scheme") == "hellinger-jko" and problem.flow.alpha != 0:
+        raise case_registry.CaseError("scheme: 'hellinger-jko' is the pure Fisher-Rao step and needs alpha = 0")
+    if "tau_min" in solver_opts and solver_opts["tau_min"] > tau:
+        raise case_registry.CaseError("tau_min: must not exceed tau")
+    case_registry.check_budget(problem, n=n, tau=tau, tau_min=solver_opts.get("tau_min"), allow_large=allow_large)
+    return n, tau
+
+
 def _solve(args) -> int:
     if getattr(args, "discretization", "fe") == "fv":
         from .fv.cli import run_solve_fv
@@ -353,13 +380,7 @@ def _solve(args) -> int:
     problem = case_registry.get_case(args.case)
     values = case_registry.parse_overrides(args.set)
     problem, solver_opts = case_registry.apply_overrides(problem, values)
-    n = solver_opts.pop("n", 64 if problem.dim == 1 else 32)
-    tau = solver_opts.pop("tau", 0.01)
-    if solver_opts.get("scheme") == "hellinger-jko" and problem.flow.alpha != 0:
-        raise case_registry.CaseError("scheme: 'hellinger-jko' is the pure Fisher-Rao step and needs alpha = 0")
-    if "tau_min" in solver_opts and solver_opts["tau_min"] > tau:
-        raise case_registry.CaseError("tau_min: must not exceed tau")
-    case_registry.check_budget(problem, n=n, tau=tau, tau_min=solver_opts.get("tau_min"), allow_large=args.allow_large)
+    n, tau = _solver_settings(problem, solver_opts, args.allow_large)
 
     logging.getLogger().setLevel(logging.WARNING)  # dolfinx's JIT logs compiler lines at INFO
     comm = _import_fem()
@@ -462,15 +483,9 @@ def _check_out_dir(out) -> None:
 
 
 def _json_default(obj):
-    import numpy as np
+    from .jsonable import jsonable_or_repr
 
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    return repr(obj)
+    return jsonable_or_repr(obj)
 
 
 def _write_json(path: Path, data) -> str:
@@ -802,6 +817,47 @@ def _verify(args) -> int:
     return STATUS_EXIT[status]
 
 
+def _bank(args) -> int:
+    from . import bank
+
+    if args.bank_command == "list":
+        if _rank() != 0:
+            return 0
+        rows = bank.listing(args.dir)
+        if args.json:
+            print(json.dumps(rows, indent=1))
+            return 0
+        print(f"bank: {bank.bank_dir(args.dir)}")
+        if not rows:
+            print("  (empty: pdeflow bank build)")
+        for r in rows:
+            if r["status"] == "unreadable":
+                print(f"  {r['case']:<22} unreadable  {r.get('error', '')}")
+                continue
+            print(f"  {r['case']:<22} {r['status']:<8} tol {r['tol']:<8g} estimate {r['estimate']:.2e}  n = {r['n']:<5} "
+                  f"tau = {r['tau']:<9g} {r['wall']:7.1f} s  built {r.get('built')}  {Path(r['file']).name}")
+        return 0
+    names = args.cases or case_registry.case_names()
+    for name in names:
+        case_registry.get_case(name)  # unknown names: one line, exit 2, before any solve
+    tols = {d: getattr(args, f"tol_{d}d") for d in (1, 2, 3) if getattr(args, f"tol_{d}d") is not None}
+    logging.getLogger().setLevel(logging.WARNING)
+    comm = _import_fem()
+    from .fem import SolverError
+    from .fem.meshfiles import MeshGenerationError
+
+    try:
+        done = bank.build(names, tols, args.dir, comm=comm, allow_large=args.allow_large,
+                          log=None if args.quiet else print)
+    except (SolverError, MeshGenerationError) as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    with _rank0_output(comm):
+        if comm.rank == 0 and not args.quiet:
+            built = sum(v == "built" for v in done.values())
+            print(f"bank {bank.bank_dir(args.dir)}: {built} built, {len(done) - built} already there")
+    return 0
+
+
 def _export(args) -> int:
     """`pdeflow export`: solve (or, with --tol, solve certified) and write the reference file."""
     import math
@@ -827,14 +883,7 @@ def _export(args) -> int:
                                           "mesh, the time step and the scheme (bdf2) itself")
         n = tau = None
     else:
-        n = solver_opts.pop("n", 64 if problem.dim == 1 else 32)
-        tau = solver_opts.pop("tau", 0.01)
-        if solver_opts.get("scheme") == "hellinger-jko" and problem.flow.alpha != 0:
-            raise case_registry.CaseError("scheme: 'hellinger-jko' is the pure Fisher-Rao step and needs alpha = 0")
-        if "tau_min" in solver_opts and solver_opts["tau_min"] > tau:
-            raise case_registry.CaseError("tau_min: must not exceed tau")
-        case_registry.check_budget(problem, n=n, tau=tau, tau_min=solver_opts.get("tau_min"),
-                                   allow_large=args.allow_large)
+        n, tau = _solver_settings(problem, solver_opts, args.allow_large)
 
     logging.getLogger().setLevel(logging.WARNING)
     comm = _import_fem()
@@ -849,7 +898,8 @@ def _export(args) -> int:
         if args.tol is not None:
             from .fem.certified import solve_certified
 
-            certified = solve_certified(problem, tol=args.tol, comm=comm, scheme="bdf2", progress=not args.quiet)
+            certified = solve_certified(problem, tol=args.tol, comm=comm, scheme="bdf2", progress=not args.quiet,
+                                        allow_large=args.allow_large)
             traj, estimates = certified.trajectory, certified.estimates
             provenance = {"certified": dict(certified.provenance or {})}
         else:
@@ -1009,7 +1059,7 @@ def _dispatch(args) -> int:
             print(_methods_table(args.json))
         return 0
     commands = {"approx": _approx, "check": _check, "verify": _verify, "study": _study, "report": _report,
-                "export": _export,
+                "export": _export, "bank": _bank,
                 "mesh": _mesh, "solve": _solve, "crosscheck": _crosscheck}
     return commands[args.command](args)
 

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .jsonable import jsonable_or_repr as _json_default
 from .p1 import P1Mesh
 
 FORMAT_NAME = "pdeflow-reference"
@@ -412,16 +413,6 @@ def _max_merge(a: dict, b: dict, skip=()) -> dict:
         elif isinstance(va, (int, float)) and isinstance(vb, (int, float)) and not isinstance(va, bool):
             out[key] = float("nan") if (va != va or vb != vb) else max(va, vb)
     return out
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    return repr(obj)
 
 
 def load(path) -> Reference:

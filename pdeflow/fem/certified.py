@@ -102,8 +102,10 @@ def _separable_forms(ell: float, axes, D) -> np.ndarray:
     return out
 
 
-def _quadratic_forms(kern, x, D, chunk: int = 2000) -> np.ndarray:
-    """dₖᵀ G dₖ for every row dₖ of D, G the kernel's Gram matrix on x, in row blocks of G."""
+def _quadratic_forms(kern, x, D, block_entries: int = 10_000_000) -> np.ndarray:
+    """dₖᵀ G dₖ for every row dₖ of D, G the kernel's Gram matrix on x, in row blocks of G of at most
+    ``block_entries`` entries (80 MB; a fixed 2000 rows took gigabytes on large meshes)."""
+    chunk = max(1, block_entries // max(len(x), 1))
     total = np.zeros(D.shape[0])
     for i in range(0, len(x), chunk):
         total += np.einsum("kj,kj->k", D[:, i:i + chunk] @ kern.gram(x[i:i + chunk], x), D)

@@ -17,17 +17,8 @@ import numpy as np
 
 from .. import __version__
 from ..agreement import inject, stage
+from ..jsonable import jsonable_or_repr as _json_default
 from ..reference import FORMAT_NAME, FORMAT_VERSION, TIME_ORDER, ReferenceFileError, file_format, import_h5py
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    return repr(obj)
 
 
 def _dumps(obj) -> str:

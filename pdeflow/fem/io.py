@@ -24,14 +24,7 @@ import numpy as np
 from ..agreement import abort_with_message, inject, stage
 from . import compat
 from .reference import Trajectory
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"cannot serialize {type(obj)}")
+from ..jsonable import jsonable as _json_default
 
 
 def summary_json(traj: Trajectory) -> str:

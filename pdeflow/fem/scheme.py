@@ -170,16 +170,24 @@ class FrozenMobilityScheme:
 
     # --- one step -------------------------------------------------------------------------
     def step(self, phi_n: np.ndarray, tau: float, t_new: float, phi_guess: np.ndarray, eta_guess: float) -> StepResult:
-        space, m, lp = self.space, self.m, self.log_pi
         t0 = time.perf_counter()
         rho_n = np.exp(phi_n)
-        self._rho_n = rho_n
+        f = self.m * self.space.nodal(lambda x: self.source(t_new, x)) if self.source is not None else 0.0
+        phi, eta, its, change, lin, extra = self._newton(phi_n, tau, phi_guess, eta_guess, 1.0, rho_n, rho_n, f)
+        diag = self._diagnostics(phi_n, rho_n, phi, eta, tau, f)
+        return self._result(phi, eta, its, change, lin, diag, extra, t0)
+
+    def _newton(self, phi_n, tau, phi_guess, eta_guess, a, sigma, rho_mob, f):
+        """Newton for φ (and η) in  a m∘(e^φ − σ)/τ + 𝖪(ρ_mob)(φ − ℓ − η) = f: the frozen-mobility step
+        (a = 1, σ = ρ_mob = ρⁿ) and the BDF2 step of scheme2.py (their a, σ, ρ*).  Returns (φ, η,
+        iterations, last change, linear iterations, extra diagnostics); NewtonFailure if not converged."""
+        space, m, lp = self.space, self.m, self.log_pi
+        self._rho_n = rho_mob  # the frozen mobility (read by _apply_K / _solve when α = 0)
         if self.alpha > 0:
-            self._assemble(rho_n)
+            self._assemble(rho_mob)
             lin0, rebuilds0 = self.linear.iterations, self.linear.rebuilds
-        b = self.beta * m * rho_n  # ∂R/∂η = −b
-        f = m * space.nodal(lambda x: self.source(t_new, x)) if self.source is not None else 0.0
-        mass_n = space.dot(m, rho_n)
+        b = self.beta * m * rho_mob  # ∂R/∂η = −b  (𝖪1 = b: 𝖠1 = 0)
+        mass_n = space.dot(m, np.exp(phi_n))
         phi = phi_guess.copy()
         eta = eta_guess if self.multiplier else 0.0
         converged = False
@@ -187,14 +195,14 @@ class FrozenMobilityScheme:
         change = prev_change = None
         for its in range(1, self.opts.max_it + 1):
             e = np.exp(phi)
-            R = m * (e - rho_n) / tau + self._apply_K(phi - lp, rho_n) - eta * b - f
+            R = a * m * (e - sigma) / tau + self._apply_K(phi - lp, rho_mob) - eta * b - f
             rhs = [-R, b] if self.multiplier else [-R]
             # Inexact Newton: the linear tolerance follows the size of the last update, so early
             # iterations are cheap and the last ones are solved to ~1e-12 (quadratic convergence kept)
             rtol = self.opts.ksp_rtol_max if change is None else min(self.opts.ksp_rtol_max, max(self.opts.ksp_rtol, change))
             inject("newton")  # test hook: a one-rank failure between two solver collectives
             try:
-                ys = self._solve(m * e / tau, rhs, first=(its == 1), rtol=rtol)
+                ys = self._solve(a * m * e / tau, rhs, first=(its == 1), rtol=rtol)
             except FloatingPointError:
                 self._pc_age = None
                 raise
@@ -247,15 +255,20 @@ class FrozenMobilityScheme:
                 f"Newton did not converge in {self.opts.max_it} iterations "
                 f"(last relative change of rho {change:.2e}, max |dphi| {size:.2e})"
             )
-        diag = self._diagnostics(phi_n, rho_n, phi, eta, tau, f)
-        diag["newton_iterations"] = its
-        diag["newton_change"] = change
         lin = (self.linear.iterations - lin0) if self.alpha > 0 else its
+        extra = {}
         if self.alpha > 0:
             self._age_preconditioner(lin / (its * len(rhs)))
+            if self.linear.kind != "direct":
+                extra["pc_rebuilds"] = self.linear.rebuilds - rebuilds0  # fresh AMG after a failed CG solve
+        return phi, eta, its, change, lin, extra
+
+    @staticmethod
+    def _result(phi, eta, its, change, lin, diag, extra, t0) -> StepResult:
+        diag["newton_iterations"] = its
+        diag["newton_change"] = change
         diag["linear_iterations"] = lin
-        if self.alpha > 0 and self.linear.kind != "direct":
-            diag["pc_rebuilds"] = self.linear.rebuilds - rebuilds0  # fresh AMG after a failed CG solve
+        diag.update(extra)
         diag["wall"] = time.perf_counter() - t0
         return StepResult(phi, eta, its, lin, diag)
 

@@ -53,7 +53,7 @@ import time
 
 import numpy as np
 
-from .scheme import FrozenMobilityScheme, NewtonFailure, StepResult
+from .scheme import FrozenMobilityScheme, StepResult
 
 OMEGA_MAX = 2.4  # below 1 + √2
 
@@ -98,76 +98,12 @@ class BDF2Scheme(FrozenMobilityScheme):
         else:
             a, sigma, rho_star, floored = 1.0, rho_n, rho_n, 0
             self.first_order_steps += 1
-        self._rho_n = rho_star  # the frozen mobility (read by _apply_K / _solve when α = 0)
-        if self.alpha > 0:
-            self._assemble(rho_star)
-            lin0, rebuilds0 = self.linear.iterations, self.linear.rebuilds
-        b = self.beta * m * rho_star  # 𝖪1 = −∂R/∂η
         f = m * space.nodal(lambda x: self.source(t_new, x)) if self.source is not None else 0.0
-        mass_n = space.dot(m, rho_n)
-        phi = phi_guess.copy()
-        eta = eta_guess if self.multiplier else 0.0
-        converged = False
-        change = prev_change = size = None
-        its = 0
-        for its in range(1, self.opts.max_it + 1):
-            e = np.exp(phi)
-            R = a * m * (e - sigma) / tau + self._apply_K(phi - self.log_pi, rho_star) - eta * b - f
-            rhs = [-R, b] if self.multiplier else [-R]
-            rtol = self.opts.ksp_rtol_max if change is None else min(self.opts.ksp_rtol_max, max(self.opts.ksp_rtol, change))
-            try:
-                ys = self._solve(a * m * e / tau, rhs, first=(its == 1), rtol=rtol)
-            except FloatingPointError:
-                self._pc_age = None
-                raise
-            dphi, deta = ys[0], 0.0
-            if self.multiplier:
-                w = m * e
-                G = space.dot(m, e) - mass_n - (tau * space.sum(f) if self.source is not None else 0.0)
-                deta = -(G + space.dot(w, ys[0])) / space.dot(w, ys[1])
-                dphi = ys[0] + deta * ys[1]
-            size = max(space.max_abs(dphi), abs(deta))
-            if not math.isfinite(size):
-                raise NewtonFailure("non-finite Newton update")
-            change = max(space.max_abs(e * dphi) / space.max_abs(e), abs(deta))
-            if self.alpha > 0 and self.linear.kind != "direct":
-                dphi = np.clip(dphi, -self.opts.iterative_cap, self.opts.iterative_cap)
-            # the first-order scheme's damping of increases (log(1 + δ)), for the same reason: the
-            # residual is convex and increasing in each φ_i (see scheme.py)
-            phi = phi + np.where(dphi > 0, np.log1p(np.maximum(dphi, 0.0)), dphi)
-            eta = eta + deta
-            remaining = math.inf
-            stalled = False
-            exact_solves = self.alpha == 0 or self.linear.kind == "direct"
-            if prev_change is not None and prev_change > 0:
-                if exact_solves:
-                    remaining = change * change / prev_change
-                window = self.opts.stall_factor if exact_solves else self.opts.stall_factor_iterative
-                stalled = change > 0.5 * prev_change and change <= window * self.opts.tol
-            if change <= self.opts.tol or remaining <= self.opts.tol or stalled:
-                converged = True
-                break
-            prev_change = change
-        if not converged:
-            if self.alpha > 0:
-                self._pc_age = None
-            raise NewtonFailure(
-                f"Newton did not converge in {self.opts.max_it} iterations "
-                f"(last relative change of rho {change:.2e}, max |dphi| {size:.2e})"
-            )
+        phi, eta, its, change, lin, extra = self._newton(phi_n, tau, phi_guess, eta_guess, a, sigma, rho_star, f)
         diag = self._diagnostics_bdf2(phi_n, rho_star, sigma, a, phi, eta, tau, f)
-        diag["newton_iterations"] = its
-        diag["newton_change"] = change
         diag["bdf_order"] = 2 if a != 1.0 else 1
         diag["anchor_floored"] = int(space.comm.allreduce(floored))
-        lin = (self.linear.iterations - lin0) if self.alpha > 0 else its
-        if self.alpha > 0:
-            self._age_preconditioner(lin / (its * len(rhs)))
-        diag["linear_iterations"] = lin
-        if self.alpha > 0 and self.linear.kind != "direct":
-            diag["pc_rebuilds"] = self.linear.rebuilds - rebuilds0
-        diag["wall"] = time.perf_counter() - t0
-        return StepResult(phi, eta, its, lin, diag)
+        return self._result(phi, eta, its, change, lin, diag, extra, t0)
 
     def _diagnostics_bdf2(self, phi_n, rho_star, sigma, a, phi, eta, tau, f) -> dict:
         """Energy, mass, the dissipation μ̃ᵀ𝖪μ̃ and the residual of the step equation paired with μ̃

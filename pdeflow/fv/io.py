@@ -21,15 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..jsonable import jsonable as _json_default
 from .solver import FVTrajectory
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"cannot serialize {type(obj)}")
 
 
 def summary_json(traj: FVTrajectory) -> str:

@@ -19,6 +19,9 @@ import pytest
 
 from pdeflow.agreement import STAGES
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import SOLVE, study_spec  # noqa: E402
+
 if shutil.which("mpirun") is None:  # pragma: no cover - the Makefile installs OpenMPI
     pytest.skip("mpirun not installed", allow_module_level=True)
 
@@ -26,21 +29,7 @@ PROBE = Path(__file__).with_name("mpi_probe.py")
 MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe"]
 LIMIT = 30.0
 
-SOLVE = ["solve", "wfr-kl-gauss-1d", "--set", "n=40", "--set", "tau=0.05", "--set", "T=0.2", "--quiet", "--no-plots"]
-STUDY_SPEC = """
-[study]
-name = "faults"
-case = "wfr-kl-gauss-1d"
-target = "exact"
-metrics = ["L1"]
-
-[[group]]
-label = "h"
-kind = "reference"
-n = [20, 40]
-tau = 0.05
-T = 0.2
-"""
+STUDY_SPEC = study_spec("faults", [20, 40], 0.05)
 
 # (id, ranks, command, PDEFLOW_FAULT, expected exit code on every rank, expected files under --out)
 SOLVE_FILES = {"summary.json", "snapshots.npz", "solution.xdmf", "solution.h5"}
@@ -140,7 +129,7 @@ def test_a_really_full_disk_under_mpi_is_one_line_on_every_rank(tmp_path):
     """A real full disk (a 150 KB tmpfs; skipped where no mount is allowed): the XDMF pair does not
     fit, which is found before the parallel HDF5 write starts (inside it a one-rank failure hung the
     job), so every rank exits 1 and nothing is left in --out."""
-    from test_outputs import _tmpfs
+    from test_outputs import _tmpfs  # noqa: E402
 
     with _tmpfs("150k") as disk:
         out = disk / "out"

@@ -14,21 +14,10 @@ import pytest
 
 from pdeflow.cli import main
 
-SOLVE = ["solve", "wfr-kl-gauss-1d", "--set", "n=40", "--set", "tau=0.05", "--set", "T=0.2", "--quiet", "--no-plots"]
-SPEC = """
-[study]
-name = "lock"
-case = "wfr-kl-gauss-1d"
-target = "exact"
-metrics = ["L1"]
+sys.path.insert(0, str(Path(__file__).parent))
+from common import SOLVE, study_spec  # noqa: E402
 
-[[group]]
-label = "h"
-kind = "reference"
-n = [20, 40, 80]
-tau = 0.02
-T = 0.2
-"""
+SPEC = study_spec("lock", [20, 40, 80], 0.02)
 PDEFLOW = [sys.executable, "-m", "pdeflow.cli"]
 
 

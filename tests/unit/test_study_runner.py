@@ -79,7 +79,9 @@ def test_kill_and_resume_under_mpi(tmp_path):
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
         try:
-            stored = sqlite3.connect(out / "study.sqlite").execute("select count(*) from runs").fetchone()[0]
+            # read-only: never creates the file (the study would take it for an existing one)
+            stored = sqlite3.connect(f"file:{out / 'study.sqlite'}?mode=ro", uri=True).execute(
+                "select count(*) from runs").fetchone()[0]
         except sqlite3.Error:
             stored = 0
         if stored >= 2:
