@@ -7,7 +7,7 @@ The defects are injected into the FE code only, by a fixture (monkeypatch):
 * ``reaction-weight``: the reaction term β diag(m ρⁿ) of the FE Newton matrix 𝖪 is assembled with
   1.1 β (pdeflow/fem/scheme.py, ``FrozenMobilityScheme._assemble``);
 * ``multiplier-weights``: the spherical multiplier's mass constraint is evaluated with the
-  weights m∘ρⁿ instead of the lumped quadrature weights m (``FrozenMobilityScheme.step``: the
+  weights m∘ρⁿ instead of the lumped quadrature weights m (``FrozenMobilityScheme._newton``: the
   constraint G and its derivative w), so the FE solve conserves Σ m ρⁿ ρ instead of Σ m ρ.
 """
 import inspect
@@ -43,14 +43,15 @@ def _inject(monkeypatch, which):
 
         monkeypatch.setattr(cls, "_assemble", assemble)
     else:
-        src = textwrap.dedent(inspect.getsource(cls.step))
-        for old, new in (("w = m * e", "w = m * rho_n * e"),
-                         ("G = space.dot(m, e) - mass_n", "G = space.dot(m * rho_n, e - rho_n)")):
+        # the Newton loop shared by the steps (σ = ρⁿ in the frozen-mobility step)
+        src = textwrap.dedent(inspect.getsource(cls._newton))
+        for old, new in (("w = m * e", "w = m * sigma * e"),
+                         ("G = space.dot(m, e) - mass_n", "G = space.dot(m * sigma, e - sigma)")):
             assert src.count(old) == 1, f"the seeded defect no longer applies to scheme.py: {old!r}"
             src = src.replace(old, new)
         namespace = dict(vars(scheme))
         exec(compile(src, scheme.__file__, "exec"), namespace)
-        monkeypatch.setattr(cls, "step", namespace["step"])
+        monkeypatch.setattr(cls, "_newton", namespace["_newton"])
 
 
 @pytest.fixture(params=["reaction-weight", "multiplier-weights"])

@@ -418,8 +418,8 @@ def test_export_with_tol_calls_solve_certified(monkeypatch, tmp_path):
 
     calls = {}
 
-    def fake(problem, tol, comm, scheme, progress):
-        calls.update(tol=tol, scheme=scheme, name=problem.name)
+    def fake(problem, tol, comm, scheme, progress, allow_large):
+        calls.update(tol=tol, scheme=scheme, name=problem.name, allow_large=allow_large)
         traj = _solve(problem.name, 10, 0.1, "bdf2")
         est = [{"t": float(t), "L1": 1e-4, "L1_time": 5e-5, "L1_space": 5e-5,
                 "mmd": {"0.3": 1e-5, "0.9": 1e-5, "3.0": 1e-5}} for t in traj.times]
@@ -428,7 +428,7 @@ def test_export_with_tol_calls_solve_certified(monkeypatch, tmp_path):
     monkeypatch.setattr(certified, "solve_certified", fake)
     out = tmp_path / "r.npz"
     assert main(["export", "fr-kl-gauss-1d", "--tol", "2e-3", "--out", str(out), "--quiet"]) == 0
-    assert calls == {"tol": 2e-3, "scheme": "bdf2", "name": "fr-kl-gauss-1d"}
+    assert calls == {"tol": 2e-3, "scheme": "bdf2", "name": "fr-kl-gauss-1d", "allow_large": False}
     ref = Reference(out)
     assert ref.provenance["certified"] == {"stand-in": True} and ref.error_estimate(0.3)["L1"] == 1e-4
 
