@@ -47,9 +47,12 @@ def test_mass_positivity_and_newton(solve, name, n, tau):
         assert max(abs(s["mass"] - m0) / m0 for s in steps) <= 1e-12
     # the step equation is solved: its pairing with μ̃ vanishes to round-off
     assert max(s["identity_residual_rel"] for s in steps) <= 1e-10
-    # ≤ 5 Newton iterations per step; a first step has no predictor and may take up to 8, as in the
-    # first-order scheme
-    assert max(s["newton_iterations"] for s in steps[1:]) <= 5, [s["newton_iterations"] for s in steps]
+    # ≤ 5 Newton iterations per step with exact linear solves; with CG+GAMG (2-D) the contraction
+    # estimate that saves the confirming last iteration is not trusted (scheme.py), so one more:
+    # 6 in early 2-D steps on PETSc 3.22 (`make test-dolfinx09`), 5 on 3.17.  A first step has no
+    # predictor and may take up to 8, as in the first-order scheme.
+    cap = 5 if traj.params["solver"] in ("direct", "diagonal") else 6
+    assert max(s["newton_iterations"] for s in steps[1:]) <= cap, [s["newton_iterations"] for s in steps]
     assert steps[0]["newton_iterations"] <= 8
     assert [s["bdf_order"] for s in steps].count(1) <= len(problem.snapshots) + 1
 
