@@ -31,6 +31,10 @@ $(PY): | system
 $(STAMP): pyproject.toml | $(PY)
 	@echo "[setup] pip install -e .[test,plot,mesh] (numpy kept < 2 for dolfinx 0.5)"
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,plot,mesh]" "numpy<2"
+	@# the fast kernel-sum back-ends are optional: without a wheel for this machine the sums fall back
+	@# (NUFFT -> compiled -> chunked numpy) with a notice, so a failed install is not a failed set-up
+	@$(PY) -m pip install -q --disable-pip-version-check "finufft>=2.2" "numba>=0.59" "numpy<2" \
+	  || echo "[setup] notice: finufft/numba did not install; kernel sums use the chunked numpy back-end (slower at large N)"
 	@touch $(STAMP)
 
 setup: system $(STAMP)

@@ -124,8 +124,12 @@ def _methods_table(as_json: bool) -> str:
                      "keys": {k: key.rule for k, key in (decl.keys or {}).items()},
                      "defaults": dict(decl.defaults or {}),
                      "continuum": _declared_continuum_name(decl)})
+    from .approx import sums
+
+    backends = sums.available()
     if as_json:
-        return json.dumps({"methods": rows, "plugins": plugin_names(), "broken": BROKEN}, indent=1)
+        return json.dumps({"methods": rows, "plugins": plugin_names(), "broken": BROKEN,
+                           "kernel_backends": backends}, indent=1)
     lines = []
     for r in rows:
         lines.append(f"{r['name']:<13} {r['summary']}")
@@ -137,11 +141,16 @@ def _methods_table(as_json: bool) -> str:
         lines.append(f"{p:<13} (plug-in, entry point group pdeflow.methods)")
     for name, err in BROKEN.items():
         lines.append(f"(module {name} failed to import: {err})")
+    lines.append("kernel sums (first usable is taken; --kernel-backend or $PDEFLOW_KERNEL_BACKEND overrides): "
+                 + "; ".join(f"{k} {'available' if v is None else 'unavailable: ' + v}" for k, v in backends.items()))
     return "\n".join(lines)
 
 
 def _build_parser() -> _Parser:
     parser = _Parser(prog="pdeflow", description="Reference solutions of Fisher-Rao / Wasserstein / WFR gradient flows")
+    parser.add_argument("--kernel-backend", choices=("auto", "nufft", "compiled", "numpy"), default=None,
+                        help="back-end of the particle methods' kernel sums (default: $PDEFLOW_KERNEL_BACKEND, else auto: "
+                             "NUFFT for the Gaussian kernel in d <= 3, compiled exact sums, chunked numpy)")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     sub.required = True
     p_cases = sub.add_parser("cases", help="list the built-in verification cases")
@@ -1064,6 +1073,15 @@ def _dispatch(args) -> int:
     return commands[args.command](args)
 
 
+def _check_kernel_backend_env() -> None:
+    from .approx import sums
+
+    try:
+        sums.requested()
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+
+
 def main(argv=None) -> int:
     root = logging.getLogger()
     if not any(isinstance(f, _BelowWarning) for f in root.filters):
@@ -1071,6 +1089,9 @@ def main(argv=None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.kernel_backend is not None:  # the environment carries it to every rank and study worker
+            os.environ["PDEFLOW_KERNEL_BACKEND"] = args.kernel_backend
+        _check_kernel_backend_env()
         code = _dispatch(args)
         if sys.stdout is not None:  # None: started with stdout closed (>&-), print() then writes nothing
             sys.stdout.flush()  # here, not at interpreter exit: a stdout that cannot be written is caught below

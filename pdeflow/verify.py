@@ -157,11 +157,29 @@ def boundary_layer_width(domain) -> float:
     return round(domain.diameter_box / 12, 6)
 
 
+# Beyond these sizes in d >= 2 the energy distance (an O(N^2) double sum of a kernel without a fast
+# transform: N > LARGE_N) and W2 (network simplex on the N x M cost matrix: N*M > W2_LARGE_NM; at
+# 10^3 x 10^4 it takes ~20 s a snapshot) are not computed and the entry says so; in 1-D both have
+# exact O(N log N) formulas (distribution functions, quantiles) and are always reported.
+LARGE_N = 20000
+W2_LARGE_NM = 5_000_000
+
+
 def _distances(x, w, mesh_x, mesh_rho, mesh_m, scales, domain=None) -> dict:
-    out = compare.compare_to_mesh(x, w, mesh_x, mesh_rho, mesh_m, scales=scales)
+    d = mesh_x.shape[1]
+    n = np.asarray(x).shape[0]
+    out = compare.compare_to_mesh(x, w, mesh_x, mesh_rho, mesh_m, scales=scales, energy=d == 1 or n <= LARGE_N)
     out["mmd_gaussian"] = {str(k): v for k, v in out["mmd_gaussian"].items()}
-    if mesh_x.shape[1] <= 2:
+    skipped = {}
+    if d >= 2 and n > LARGE_N:
+        skipped["energy_distance_normalized"] = f"N > {LARGE_N} in {d}-D (O(N^2) double sum)"
+    nm = float(n) * mesh_x.shape[0]
+    if d == 1 or (d == 2 and nm <= W2_LARGE_NM):
         out["w2_normalized"] = compare.w2_to_mesh(x, w, mesh_x, mesh_rho, mesh_m, normalize=True)
+    elif d == 2:
+        skipped["w2_normalized"] = f"N x M = {nm:.3g} > {W2_LARGE_NM:.0e} in 2-D (transport problem)"
+    if skipped:
+        out["not_computed"] = skipped
     if domain is not None:
         out["boundary_layer"] = compare.boundary_layer_mass(
             x, w, mesh_x, mesh_rho, mesh_m, domain.distance_to_boundary, boundary_layer_width(domain))
@@ -169,8 +187,12 @@ def _distances(x, w, mesh_x, mesh_rho, mesh_m, scales, domain=None) -> dict:
 
 
 def evaluate(problem, method: str, params: MethodParams, reference: dict, mesh_split: bool = True,
-             floor_seeds: int = 5, comm=None) -> dict:
+             floor_seeds: int = 5, comm=None, floors: dict = None) -> dict:
     """Run the method and measure it against ``reference`` (see the module docstring).
+
+    ``floors``: the Monte-Carlo floors of :func:`pdeflow.compare.mc_floors` for this reference and
+    particle count when the caller has them (a study computes them once per reference and N);
+    else ``floor_seeds`` oracle draws per snapshot and scale are made here.
 
     ``comm``: the communicator of the mesh λ-FRk solve of the two-stage split (collective on it;
     default COMM_WORLD) — every rank of it must call evaluate."""
@@ -189,16 +211,18 @@ def evaluate(problem, method: str, params: MethodParams, reference: dict, mesh_s
             rho_ex = exact.density(float(t), ref_x.T)
             entry["exact"] = _distances(traj.x[k], traj.w[k], ref_x, rho_ex, ref_m, scales, problem.domain)
         snapshots.append(entry)
-    rng = np.random.default_rng(params.seed + 10_000)
-    floor = compare.mc_floor(Kernel("gaussian", scales[1]), ref_x, reference["rho"][-1], ref_m, traj.n_particles,
-                             seeds=floor_seeds, rng=rng)
-    floor.pop("values", None)
+    if floors is None:
+        floors = compare.mc_floors(scales, ref_x, reference["rho"], ref_m, traj.n_particles, seeds=floor_seeds,
+                                   rng=np.random.default_rng(params.seed + 10_000), times=traj.times)
+    floor = {"mean": floors["mean"][-1][1], "std": floors["std"][-1][1], "rms": floors["rms"][-1][1],
+             "predicted_rms": floors["predicted_rms"][-1][1], "n": floors["n"], "seeds": floors["seeds"]}
     result = {
         "method": name,
         "parameters": params.describe(),
         "metric_scales": list(scales),
         "snapshots": snapshots,
         "mc_floor_at_T": {"kernel_scale": scales[1], **floor},
+        "mc_floors": floors,
         "particles": traj.summary(),
     }
     edb = energy_dissipation_residual(traj)

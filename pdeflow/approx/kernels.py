@@ -1,7 +1,8 @@
-"""Kernels k(x, y) on R^d with gradients, and Gram products evaluated in row chunks.
+"""Kernels k(x, y) on R^d with gradients, and their sums Σ_j k(x_i, y_j) v_j, Σ_j ∇₁k(x_i, y_j) v_j.
 
-Points are arrays of shape (n, d).  A Gram product Σ_j k(x_i, y_j) v_j is computed block by
-block (``chunk`` rows of x at a time), so memory stays O(chunk · m) instead of O(n · m).
+Points are arrays of shape (n, d).  ``gram``/``grad1`` build blocks; ``apply``/``apply_grad1``/
+``apply_grad2`` hand the sums to :mod:`pdeflow.approx.sums`, which picks a back-end by N, d and
+kernel (NUFFT for the Gaussian in d ≤ 3, compiled exact sums, chunked numpy) — overridable.
 
 * ``gaussian``   k = exp(−|x−y|²/(2ℓ²))
 * ``imq``        k = (1 + |x−y|²/ℓ²)^{−1/2}           (inverse multiquadric)
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_CHUNK = 2048
+from . import sums
+from .sums.numpy import DEFAULT_CHUNK
 
 
 def sqdist(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -45,7 +47,10 @@ class Kernel:
         ell, name = self.bandwidth, self.name
         if name == "bilinear":
             return 1.0 + X @ Y.T
-        d2 = sqdist(X, Y)
+        # translation invariant: centre both sets on the sources' mean, so that the expansion
+        # |x|² + |y|² − 2x·y of sqdist does not lose the digits of |x − y| to |x|² far from the origin
+        shift = Y.mean(0) if Y.shape[0] else 0.0
+        d2 = sqdist(X - shift, Y - shift)
         if name == "gaussian":
             return np.exp(-0.5 * d2 / ell**2)
         if name == "imq":
@@ -79,27 +84,26 @@ class Kernel:
             return -(3.0 / ell**2 * np.exp(-s))[..., None] * diff
         return -unit  # energy
 
-    # --- chunked products -----------------------------------------------------------------
-    def apply(self, X: np.ndarray, Y: np.ndarray, V: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
-        """Σ_j k(x_i, y_j) V_j for V of shape (m,) or (m, p)."""
-        out = np.empty((X.shape[0],) + V.shape[1:])
-        for s in range(0, X.shape[0], chunk):
-            out[s : s + chunk] = self.gram(X[s : s + chunk], Y) @ V
-        return out
+    # --- products (pdeflow.approx.sums picks the back-end) ----------------------------------
+    def apply(self, X: np.ndarray, Y: np.ndarray, V: np.ndarray, chunk: int = DEFAULT_CHUNK,
+              tol: float = None, backend: str = None, relative_to: str = "result") -> np.ndarray:
+        """Σ_j k(x_i, y_j) V_j for V of shape (m,) or (m, p), to the accuracy ``tol`` of
+        :mod:`pdeflow.approx.sums` (default 1e-10 relative to max_i Σ_j |k||V_j|; exact back-ends
+        to round-off).  ``chunk``: rows per Gram block of the numpy back-end."""
+        return sums.apply(self, X, Y, V, sums.DEFAULT_TOL if tol is None else tol, chunk, backend, relative_to)
 
-    def apply_grad1(self, X: np.ndarray, Y: np.ndarray, v: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+    def apply_grad1(self, X: np.ndarray, Y: np.ndarray, v: np.ndarray, chunk: int = DEFAULT_CHUNK,
+                    tol: float = None, backend: str = None) -> np.ndarray:
         """Σ_j ∇₁k(x_i, y_j) v_j, shape (n, d), for v of shape (m,)."""
-        out = np.empty(X.shape)
-        for s in range(0, X.shape[0], chunk):
-            out[s : s + chunk] = np.einsum("imd,m->id", self.grad1(X[s : s + chunk], Y), v)
-        return out
+        return sums.apply_grad1(self, X, Y, v, sums.DEFAULT_TOL if tol is None else tol, chunk, backend)
 
-    def apply_grad2(self, X: np.ndarray, Y: np.ndarray, v: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+    def apply_grad2(self, X: np.ndarray, Y: np.ndarray, v: np.ndarray, chunk: int = DEFAULT_CHUNK,
+                    tol: float = None, backend: str = None) -> np.ndarray:
         """Σ_j ∇₂k(x_i, y_j) v_j = −Σ_j ∇₁k(x_i, y_j) v_j for the translation-invariant kernels;
         for ``bilinear`` ∇₂k(x, y) = x."""
         if self.name == "bilinear":
             return X * v.sum()
-        return -self.apply_grad1(X, Y, v, chunk)
+        return -self.apply_grad1(X, Y, v, chunk, tol, backend)
 
     def describe(self) -> dict:
         return {"kernel": self.name, "bandwidth": self.bandwidth}

@@ -14,7 +14,12 @@ import math
 import numpy as np
 
 from ..approx.kernels import Kernel
-from ..compare import mesh_cloud, sample_p1_1d, sample_vertex_cloud
+from ..compare import MMD_SUM_TOL, mesh_cloud, sample_p1_1d, sample_vertex_cloud
+
+
+def _sum(kernel, X, Y, V):
+    """Σ_j k(x_i, y_j) V_j to 1e-13·Σ|V| (compare.MMD_SUM_TOL): the accuracy an MMD² needs."""
+    return kernel.apply(X, Y, V, tol=MMD_SUM_TOL, relative_to="sources")
 
 
 class MeshMeasure:
@@ -28,7 +33,7 @@ class MeshMeasure:
         self.mesh_m = np.asarray(mesh_m, float)
         self.y, self.v = mesh_cloud(self.mesh_x, self.mesh_rho, self.mesh_m)
         self.kernels = [Kernel("gaussian", float(s)) for s in scales]
-        self.self_term = float(sum(self.v @ k.apply(self.y, self.y, self.v) for k in self.kernels))
+        self.self_term = float(sum(self.v @ _sum(k, self.y, self.y, self.v) for k in self.kernels))
 
     @property
     def mass(self) -> float:
@@ -42,21 +47,21 @@ class MeshMeasure:
         w = np.asarray(w, float)
         total = self.self_term
         for k in self.kernels:
-            total += float(w @ k.apply(x, x, w)) - 2.0 * float(w @ k.apply(x, self.y, self.v))
+            total += float(w @ _sum(k, x, x, w)) - 2.0 * float(w @ _sum(k, x, self.y, self.v))
         return max(total, 0.0)
 
     def inner(self, x1, w1, x2, w2) -> float:
         """⟨μ1, μ2⟩_k = Σ_ℓ w1ᵀ K_ℓ(x1, x2) w2 of two particle sets."""
-        return float(sum(np.asarray(w1, float) @ k.apply(np.asarray(x1, float), np.asarray(x2, float),
-                                                        np.asarray(w2, float)) for k in self.kernels))
+        return float(sum(np.asarray(w1, float) @ _sum(k, np.asarray(x1, float), np.asarray(x2, float),
+                                                     np.asarray(w2, float)) for k in self.kernels))
 
     def inner_ref(self, x, w) -> float:
         """⟨μ, ρ_h⟩_k of a particle set and this mesh measure."""
-        return float(sum(np.asarray(w, float) @ k.apply(np.asarray(x, float), self.y, self.v) for k in self.kernels))
+        return float(sum(np.asarray(w, float) @ _sum(k, np.asarray(x, float), self.y, self.v) for k in self.kernels))
 
     def mmd2_to(self, other: "MeshMeasure") -> float:
         """Σ_ℓ MMD²_ℓ between two mesh measures (e.g. a fine and a coarse solution)."""
-        cross = sum(float(self.v @ k.apply(self.y, other.y, other.v)) for k in self.kernels)
+        cross = sum(float(self.v @ _sum(k, self.y, other.y, other.v)) for k in self.kernels)
         return max(self.self_term + other.self_term - 2.0 * cross, 0.0)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:

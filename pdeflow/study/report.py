@@ -50,7 +50,9 @@ METRIC_ORDER = (
     "L1", "L2", "hellinger", "mass_rel", "richardson_L1", "richardson_m2",
     "mmd", "mmd_small", "mmd_large", "energy_distance", "w2", "mass_error", "boundary_layer",
 )
-NOT_METRICS = {"t", "mc_floor", "boundary_layer_signed"}
+NOT_METRICS = {"t", "mc_floor", "boundary_layer_signed", "error_estimate_L1",
+               "mc_floor_mmd_small", "mc_floor_mmd", "mc_floor_mmd_large",
+               "ref_error_mmd_small", "ref_error_mmd", "ref_error_mmd_large"}
 ROUNDOFF = 1e-12  # a metric whose level values all stay below this is at round-off: no order
 
 
@@ -321,14 +323,28 @@ def _plot(row, fit, rows, path: Path) -> Path | None:
                 zorder=2)
     if fit["metric"].startswith("mmd"):
         floor: dict = {}
+        ref_err = []
         for r in rows:
-            v = (r.get("metrics") or {}).get("mc_floor")
+            m = r.get("metrics") or {}
+            # the floor at this metric's scale and the final snapshot; older stores: "mc_floor" (middle scale)
+            v = _last(m.get(f"mc_floor_{fit['metric'].removesuffix('_exact')}"))
+            if v is None and fit["metric"] == "mmd":
+                v = m.get("mc_floor")
             pv = (r.get("sweep") or {}).get(fit["param"], (r.get("params") or {}).get(fit["param"]))
             if r.get("status") == "done" and isinstance(v, (int, float)) and pv is not None and v > 0:
                 floor.setdefault(float(pv), []).append(float(v))
+            e_ref = _last(m.get(f"ref_error_{fit['metric']}"))
+            if r.get("status") == "done" and e_ref is not None and math.isfinite(e_ref) and e_ref > 0:
+                ref_err.append(e_ref)
         if floor:
             ks = sorted(floor)
-            ax.plot(ks, [np.mean(floor[k]) for k in ks], ":", color="k", lw=1.0, label="MC floor")
+            ax.plot(ks, [np.mean(floor[k]) for k in ks], ":", color="k", lw=1.0,
+                    label="Monte-Carlo floor (i.i.d. draws from the reference)")
+        if ref_err:
+            top = max(ref_err)
+            ax.axhspan(min(float(e[ok].min()), top) / 3.0, top, color="tab:green", alpha=0.15, lw=0, zorder=0,
+                       label=f"reference error estimate ({top:.1e})")
+            ax.axhline(top, color="tab:green", lw=0.8, ls="--", zorder=0)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(fit["param"])
@@ -342,6 +358,13 @@ def _plot(row, fit, rows, path: Path) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _last(v):
+    """The final-snapshot entry of a per-snapshot metric list (None when absent or not a number)."""
+    if isinstance(v, (list, tuple)) and v and isinstance(v[-1], (int, float)):
+        return float(v[-1])
+    return None
 
 
 # -- tables ---------------------------------------------------------------------------------------

@@ -113,7 +113,8 @@ target is an error).
 Metrics
 -------
 Reference runs: L1, L2, hellinger, mass_rel; approx runs: mmd, mmd_small, mmd_large,
-energy_distance, w2, mass_error, boundary_layer (|relative error| of the mass in the layer of
+energy_distance, w2, mass_error, boundary_layer, and for cases with a closed form mmd_exact,
+mmd_small_exact, mmd_large_exact (the MMDs against it) (|relative error| of the mass in the layer of
 width L/12 along ∂Ω, :func:`pdeflow.compare.boundary_layer_mass`).  ``study.metrics`` may name any metric of a group kind present;
 a group records its own ``metrics`` (validated against its kind) or else the study's metrics of
 its kind, or else (none of them applies) all metrics of its kind.
@@ -153,7 +154,8 @@ KINDS = ("reference", "approx")
 TARGETS = ("exact", "reference", "richardson")
 METRICS = {
     "reference": ("L1", "L2", "hellinger", "mass_rel"),
-    "approx": ("mmd", "mmd_small", "mmd_large", "energy_distance", "w2", "mass_error", "boundary_layer"),
+    "approx": ("mmd", "mmd_small", "mmd_large", "energy_distance", "w2", "mass_error", "boundary_layer",
+               "mmd_exact", "mmd_small_exact", "mmd_large_exact"),
 }
 TOP_KEYS = ("study", "group", "cases")
 STUDY_KEYS = ("name", "case", "target", "metrics", "fit_range", "T", "reference", "allow_large")

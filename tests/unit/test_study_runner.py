@@ -48,6 +48,19 @@ def test_serial_study_stores_every_run_and_resume_skips_them(tmp_path, spec):
     assert _metrics(out) == rows
     con = sqlite3.connect(out / "study.sqlite")
     assert con.execute("select count(*), count(distinct run_id) from runs").fetchone() == (n_runs, n_runs)
+    # particle runs carry, per snapshot and scale, the Monte-Carlo floor (20 oracle draws, computed
+    # once per reference and N: one cache file per particle count) and the reference's error estimate
+    approx = [m for (g, _), (_, m) in rows.items() if g == "bd-N"]
+    assert len(approx) == 4
+    for m in approx:
+        for name in ("mmd_small", "mmd", "mmd_large"):
+            assert len(m[f"mc_floor_{name}"]) == len(m["t"]) and all(v > 0 for v in m[f"mc_floor_{name}"])
+            assert len(m[f"ref_error_{name}"]) == len(m["t"]) and m[f"ref_error_{name}"][-1] > 0
+        assert "mmd_exact" not in m  # the mixture has no closed form
+    floors = sorted(p.name for p in (out / "runs").glob("floor-*.json"))
+    assert len(floors) == 2 and all(f.endswith("-20.json") for f in floors), floors
+    refs = [m for (g, _), (_, m) in rows.items() if g == "_reference"]
+    assert len(refs) == 1 and refs[0]["error_estimate_L1"][-1] > 0
     from pdeflow.study.report import make_report, orders_table
 
     store = Store(out / "study.sqlite")
@@ -440,5 +453,7 @@ def test_swept_string_parameter_runs_and_reports(tmp_path):
     run_study(load_spec(spec_path), out, comm=MPI.COMM_SELF, progress=False)
     rows = [r for r in Store(out / "study.sqlite").rows() if r["group"] == "kern"]
     assert {r["sweep"]["kernel"] for r in rows} == {"gaussian", "imq"} and all(r["status"] == "done" for r in rows)
+    # a case with a closed form: the MMDs against it too, beside those against the FE reference
+    assert all(len(r["metrics"]["mmd_exact"]) == len(r["metrics"]["mmd"]) for r in rows)
     assert make_report(out).exists()
     assert "imq" in (out / "runs.md").read_text()

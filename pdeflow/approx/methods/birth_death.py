@@ -66,11 +66,14 @@ import math
 import numpy as np
 
 from ...problem import Problem
-from ..kernels import median_bandwidth
+from .. import sums
+from ..kernels import Kernel, median_bandwidth
 from ..particles import ParticleTrajectory, reflect, sample_initial
 from . import MethodParams
 from .lambda_fr import grad_log_target as analytic_grad_log_target
 from .lambda_fr import time_grid
+
+UNIT_GAUSSIAN = Kernel("gaussian", 1.0)
 
 ROW_BUDGET = 1 << 18  # entries of one (chunk × N) block: memory O(N·chunk), 2 MB of float64 (cache-friendly)
 
@@ -160,9 +163,31 @@ def row_chunk(n_cols: int, factor: int = 1) -> int:
 # --- the KDE plug-in ---------------------------------------------------------------------------
 
 
-def log_gauss_mixture(y: np.ndarray, centers: np.ndarray, logW: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """log Σ_j W_j N(y_i; c_j, diag(σ²)) for points y (n, d), centers c (m, d), log weights (m,),
-    by log-sum-exp in row chunks of y; one preallocated (chunk × m) buffer, so memory O(m·chunk)."""
+def log_gauss_mixture(y: np.ndarray, centers: np.ndarray, logW: np.ndarray, sigma: np.ndarray,
+                      add_to: np.ndarray = None) -> np.ndarray:
+    """log Σ_j W_j N(y_i; c_j, diag(σ²)) for points y (n, d), centers c (m, d), log weights (m,);
+    with ``add_to`` (log values A_i), log(e^{A_i} + that sum), accurate relative to the total.
+
+    In the scaled coordinates y/σ the sum is a Gaussian kernel sum of bandwidth 1: a fast one
+    (NUFFT, :func:`pdeflow.approx.sums.log_sum_positive`, every row to relative accuracy 1e-7) when
+    the kernel-sum back-end picks it, else, and for the rows that the fast sum cannot resolve, the
+    exact log-sum-exp of :func:`log_gauss_mixture_exact`."""
+    const = -np.log(sigma).sum() - 0.5 * y.shape[1] * math.log(2 * math.pi)
+    if y.shape[0] == 0 or centers.shape[0] == 0:  # no targets; or no mass anywhere: log 0
+        empty = np.full(y.shape[0], -np.inf)
+        return empty if add_to is None else np.asarray(add_to, float) + 0.0 * empty
+
+    def exact(rows):
+        return log_gauss_mixture_exact(y[rows], centers, logW, sigma) - const
+
+    shifted = None if add_to is None else np.asarray(add_to, float) - const
+    return sums.log_sum_positive(UNIT_GAUSSIAN, y / sigma[None, :], centers / sigma[None, :], logW, exact,
+                                 add_to=shifted) + const
+
+
+def log_gauss_mixture_exact(y: np.ndarray, centers: np.ndarray, logW: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """log Σ_j W_j N(y_i; c_j, diag(σ²)) by log-sum-exp in row chunks of y; one preallocated
+    (chunk × m) buffer, so memory O(m·chunk)."""
     n, d = y.shape
     z, c = y / sigma[None, :], centers / sigma[None, :]
     const = -np.log(sigma).sum() - 0.5 * d * math.log(2 * math.pi)

@@ -237,8 +237,10 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
     # The particles never move, so the Gram matrix is built once (dense path of krr only).
     gram = kernel.gram(x, x) if (lam > 0 and x.shape[0] <= DENSE_LIMIT) else None
 
+    solve_info = {}
+
     def regress(w, xi):
-        return krr(kernel, x, w, xi, lam, gram=gram) if lam > 0 else xi
+        return krr(kernel, x, w, xi, lam, gram=gram, info=solve_info) if lam > 0 else xi
 
     times = problem.snapshot_times()
     logw = logw0.copy()
@@ -259,6 +261,9 @@ def run(problem: Problem, method: str, params: MethodParams) -> ParticleTrajecto
                 "rate": float(beta * np.dot(w, xi * (r - c))),
                 "energy": energy,
             })
+            if solve_info.get("solver") != "cholesky" and solve_info.get("iterations"):
+                # above DENSE_LIMIT particles: the preconditioned CG of krr, its iterations per step
+                steps[-1]["krr_iterations"] = int(sum(solve_info["iterations"]))
             if integrator == "exact":
                 # u = log(w/w(0)) obeys u̇ = −β(u + log(ρ0/π)) + βc(t); the variation-of-constants
                 # step below is exact, and c(t) only shifts u uniformly, which the spherical

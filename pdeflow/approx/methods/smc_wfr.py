@@ -139,8 +139,8 @@ def log_mixture(problem: Problem, y: np.ndarray, mu: np.ndarray, logW: np.ndarra
                 rows &= need_hi[:, k]
                 pts[:, k] = img_hi[:, k]
         if rows.any():
-            extra = log_gauss_mixture(pts[rows], mu, logW, sig)
-            out[rows] = np.logaddexp(out[rows], extra)
+            # the images only add to the unreflected mixture: accurate relative to the sum
+            out[rows] = log_gauss_mixture(pts[rows], mu, logW, sig, add_to=out[rows])
     return out
 
 
