@@ -311,32 +311,36 @@ def targets(rows):
     timed("SVGD step at N = 10⁶, d = 2 ≤ 2 s", "SVGD", 10**6, 2.0)
     timed("λ-FRk step at N = 10⁵ ≤ 10 s", "λ-FRk", 10**5, 10.0)
 
-    parts, verdicts = [], []
-    for step in ("SVGD", "λ-FRk"):
-        fast, chunked = find(rows, step, 10**4, PATHS[2]), find(rows, step, 10**4, PATHS[1])
-        if fast is None or chunked is None:
-            parts.append(f"{step}: not both measured at N = 10⁴")
-            verdicts.append(None)
-            continue
-        diffs = [d for d in (fast["rel_diff_vs_chunked"], fast["rel_diff_vs_naive"]) if d is not None]
-        diff = max(diffs)
-        speed = chunked["time_s"] / fast["time_s"]
-        parts.append(f"{step} {speed:.1f}× (diff {diff:.1e})")
-        verdicts.append(speed >= 20.0 and diff <= 1e-8)
-    out.append(("at N = 10⁴ both ≥ 20× faster than chunked numpy with ≤ 1e-8 relative difference",
-                "; ".join(parts), "not measured" if None in verdicts else ("PASS" if all(verdicts) else "FAIL")))
+    def both_steps(statement, pair, missing, judge):
+        """One verdict over both steps: ``pair(step)`` gives the two rows, ``judge(a, b)`` (text, ok)."""
+        parts, verdicts = [], []
+        for step in ("SVGD", "λ-FRk"):
+            a, b = pair(step)
+            if a is None or b is None:
+                parts.append(f"{step}: {missing}")
+                verdicts.append(None)
+                continue
+            text, ok = judge(a, b)
+            parts.append(f"{step} {text}")
+            verdicts.append(ok)
+        out.append((statement, "; ".join(parts),
+                    "not measured" if None in verdicts else ("PASS" if all(verdicts) else "FAIL")))
 
-    parts, verdicts = [], []
-    for step in ("SVGD", "λ-FRk"):
-        a, b = find(rows, step, 10**5, PATHS[2]), find(rows, step, 10**6, PATHS[2])
-        if a is None or b is None:
-            parts.append(f"{step}: not both N = 10⁵ and 10⁶ measured")
-            verdicts.append(None)
-            continue
-        parts.append(f"{step} {a['bytes_per_particle']:.0f} → {b['bytes_per_particle']:.0f} B/particle")
-        verdicts.append(b["bytes_per_particle"] <= 2.0 * a["bytes_per_particle"])
-    out.append(("memory O(N): fast-path peak bytes/particle at N = 10⁶ ≤ 2× that at 10⁵", "; ".join(parts),
-                "not measured" if None in verdicts else ("PASS" if all(verdicts) else "FAIL")))
+    def speed(fast, chunked):
+        diff = max(d for d in (fast["rel_diff_vs_chunked"], fast["rel_diff_vs_naive"], 0.0) if d is not None)
+        ratio = chunked["time_s"] / fast["time_s"]
+        return f"{ratio:.1f}× (diff {diff:.1e})", ratio >= 20.0 and diff <= 1e-8
+
+    def memory(a, b):
+        return (f"{a['bytes_per_particle']:.0f} → {b['bytes_per_particle']:.0f} B/particle",
+                b["bytes_per_particle"] <= 2.0 * a["bytes_per_particle"])
+
+    both_steps("at N = 10⁴ both ≥ 20× faster than chunked numpy with ≤ 1e-8 relative difference",
+               lambda step: (find(rows, step, 10**4, PATHS[2]), find(rows, step, 10**4, PATHS[1])),
+               "not both measured at N = 10⁴", speed)
+    both_steps("memory O(N): fast-path peak bytes/particle at N = 10⁶ ≤ 2× that at 10⁵",
+               lambda step: (find(rows, step, 10**5, PATHS[2]), find(rows, step, 10**6, PATHS[2])),
+               "not both N = 10⁵ and 10⁶ measured", memory)
     return out
 
 

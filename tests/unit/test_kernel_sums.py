@@ -238,11 +238,7 @@ def test_missing_finufft_degrades_with_one_notice(monkeypatch, capsys):
     lines = notices(capsys.readouterr().err)
     assert len(lines) == 1 and "nufft" in lines[0] and "simulated" in lines[0]
     # auto on a large sum: the compiled back-end takes it, one (other) notice however often
-    X2, Y2, V2, want2, scale2 = above_small_work(gauss, seed=22, d=1, cols=1)
-    for _ in range(2):
-        assert sums.choose(gauss, 1500, 1500, 1) == "compiled"
-        f2 = gauss.apply(X2, Y2, V2)
-        assert np.all(np.abs(f2 - want2).max(0) <= EXACT_TOL * scale2)
+    chosen_twice_and_exact(gauss, *above_small_work(gauss, seed=22, d=1, cols=1), expect="compiled")
     lines = notices(capsys.readouterr().err)
     assert len(lines) == 1 and "unavailable" in lines[0]
     assert spy.calls == 0
@@ -256,15 +252,20 @@ def above_small_work(kernel, seed, d, cols):
     return (X, Y, V) + tuple(exact_values(kernel, X, Y, V))
 
 
+def chosen_twice_and_exact(kernel, X, Y, V, want, scale, expect, ask=None):
+    """Called twice (a notice must not repeat): the back-end ``expect`` is chosen and the sums are exact."""
+    for _ in range(2):
+        assert sums.choose(kernel, X.shape[0], Y.shape[0], X.shape[1], ask) == expect
+        f = sums.apply(kernel, X, Y, V, backend_name=ask)
+        assert np.all(np.abs(f - want).max(0) <= EXACT_TOL * scale)
+
+
 def test_missing_numba_degrades_with_one_notice(monkeypatch, capsys):
     monkeypatch.setattr(compiled_mod, "_why", "numba: No module named 'numba' (simulated); pip install numba")
     imq = Kernel("imq", 0.5)
     X, Y, V = problem(3, seed=31)
-    want, scale = exact_values(imq, X, Y, V)
-    for _ in range(2):
-        assert sums.choose(imq, 300, 400, 3, "compiled") == "numpy"
-        f = sums.apply(imq, X, Y, V, backend_name="compiled")  # compiled.apply would raise if reached
-        assert np.all(np.abs(f - want).max(0) <= EXACT_TOL * scale)
+    # compiled.apply would raise if it were reached
+    chosen_twice_and_exact(imq, X, Y, V, *exact_values(imq, X, Y, V), expect="numpy", ask="compiled")
     lines = notices(capsys.readouterr().err)
     assert len(lines) == 1 and "compiled" in lines[0] and "simulated" in lines[0]
 
@@ -287,11 +288,7 @@ def test_both_missing_one_notice_per_reason(monkeypatch, capsys):
     monkeypatch.setattr(nufft_mod, "_why", "finufft: simulated")
     monkeypatch.setattr(compiled_mod, "_why", "numba: simulated")
     gauss = Kernel("gaussian", 1.0)
-    X, Y, V, want, scale = above_small_work(gauss, seed=51, d=2, cols=2)
-    for _ in range(2):
-        assert sums.choose(gauss, 1500, 1500, 2) == "numpy"
-        f = gauss.apply(X, Y, V)
-        assert np.all(np.abs(f - want).max(0) <= EXACT_TOL * scale)
+    chosen_twice_and_exact(gauss, *above_small_work(gauss, seed=51, d=2, cols=2), expect="numpy")
     lines = notices(capsys.readouterr().err)
     assert len(lines) == 2
     assert any("'nufft'" in line for line in lines) and any("'compiled'" in line for line in lines)
