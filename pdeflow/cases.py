@@ -1,6 +1,8 @@
 """Registry of named verification cases (issue #2 list) and the validation of user overrides.
 
-Every case is the KL(·|π) flow of one geometry; the parameters are fixed here once, so that a
+Every case is the flow of one geometry of one energy (KL unless it says otherwise: the
+``*-chi2-*`` / ``*-power-*`` manufactured cases; ``--set energy=SPEC`` changes it, see
+:mod:`pdeflow.energies`); the parameters are fixed here once, so that a
 number in a study can always be traced back to them.  Variances are written as in the issue
 (N(m, s) with s the variance where a scalar is given).
 """
@@ -157,6 +159,12 @@ def _mms_1d() -> Problem:
     return mms_problem()
 
 
+def _energy_mms(name: str, energy: str, dim: int) -> Problem:
+    from .exact.mms_energy import energy_mms_problem
+
+    return energy_mms_problem(energy, 0.7, 1.0, dim, name=name)
+
+
 _REGISTRY: Dict[str, Callable[[], Problem]] = {
     "w-kl-gauss-1d": lambda: _gauss_1d("w-kl-gauss-1d", 1.0, 0.0),
     "fr-kl-gauss-1d": lambda: _gauss_1d("fr-kl-gauss-1d", 0.0, 1.0),
@@ -166,6 +174,8 @@ _REGISTRY: Dict[str, Callable[[], Problem]] = {
     "fr-kl-bimodal-2d": _fr_bimodal_2d,
     "wfr-kl-mixture-1d": _mixture_1d,
     "hk-kl-mms-1d": _mms_1d,
+    "hk-chi2-mms-1d": lambda: _energy_mms("hk-chi2-mms-1d", "chi2", 1),
+    "hk-power-mms-2d": lambda: _energy_mms("hk-power-mms-2d", "power:p=0.5", 2),
     "wfr-kl-mixture-disk": _mixture_disk,
     "wfr-kl-mixture-lshape": _mixture_lshape,
     "wfr-kl-gauss-3d": _wfr_gauss_3d,
@@ -200,7 +210,21 @@ PROBLEM_KEYS = {
     "T": Key(float, lambda v: v > 0 and math.isfinite(v), "a positive number"),
     "alpha": Key(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0"),
     "beta": Key(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0"),
+    "energy": Key(str, lambda v: _valid_energy(v),
+                  "an energy: kl, chi2, reverse-kl, power:p=P or mmd:sigma=L[,kernel=K]"),
 }
+
+
+def _valid_energy(spec) -> bool:
+    from .energies import EnergyError, get_energy
+
+    try:
+        get_energy(spec)
+    except EnergyError:
+        return False
+    return True
+
+
 SOLVER_KEYS = {
     "n": Key(int, lambda v: v >= 2, "an integer >= 2 (cells per direction)"),
     "tau": Key(float, lambda v: v > 0 and math.isfinite(v), "a positive number"),
@@ -306,12 +330,32 @@ def apply_overrides(problem: Problem, values: dict) -> tuple:
             )
         except ValueError as exc:
             raise CaseError(f"alpha/beta: {exc}") from None
+    if "energy" in values:
+        from .energies import canonical
+
+        if canonical(values["energy"]) != problem.energy:
+            changes["energy"] = canonical(values["energy"])
     if changes:
-        if problem.exact_kind == "mms" and "flow" in changes:
-            raise CaseError("alpha/beta: the manufactured source of this case is derived for its own alpha and beta")
-        problem = problem.with_changes(**changes)
+        if problem.exact_kind == "mms" and ("flow" in changes or "energy" in changes):
+            raise CaseError(f"{'energy' if 'energy' in changes else 'alpha/beta'}: the manufactured source of this "
+                            "case is derived for KL and its own alpha and beta (the cases mms-energy "
+                            "hk-chi2-mms-1d, hk-power-mms-2d re-derive it for any energy, alpha and beta)")
+        if problem.exact_kind == "mms-energy":
+            from .exact.mms_energy import energy_mms_problem
+
+            flow = changes.get("flow", problem.flow)
+            try:
+                problem = energy_mms_problem(changes.get("energy", problem.energy), flow.alpha, flow.beta,
+                                             problem.dim, name=problem.name, T=changes.get("T", problem.T),
+                                             snapshots=problem.snapshots)
+            except ValueError as exc:
+                raise CaseError(f"energy: {exc}") from None
+        else:
+            problem = problem.with_changes(**changes)
         if problem.exact_kind == "fisher-rao" and problem.flow.alpha != 0:
             problem = problem.with_changes(exact_kind=None)
+        if problem.exact_kind in ("fisher-rao", "gaussian") and problem.energy != "kl":
+            problem = problem.with_changes(exact_kind=None)  # closed forms of the KL flows only
     solver = {k: v for k, v in values.items() if k in SOLVER_KEYS}
     return problem, solver
 
@@ -372,7 +416,7 @@ def parse_method_overrides(pairs, decl) -> tuple:
 # ------------------------------------------------------------------------------------------
 # cases given as data (the [cases.NAME] tables of a study spec)
 # ------------------------------------------------------------------------------------------
-CASE_TABLE_KEYS = ("description", "domain", "target", "initial", "initial_mass", "flow", "T", "snapshots")
+CASE_TABLE_KEYS = ("description", "domain", "target", "initial", "initial_mass", "flow", "energy", "T", "snapshots")
 
 
 def _number(v) -> bool:
@@ -454,6 +498,7 @@ def case_from_table(name: str, table: dict) -> Problem:
         flow = {alpha = 1.0, beta = 1.0, spherical = true}
         T = 1.0                       # optional
         snapshots = [0.25, 0.5, 1.0]  # optional: strictly increasing, in (0, T]
+        energy = "chi2"               # optional (default "kl"): a spec of pdeflow.energies
 
     The exact solution is the Gaussian ODE when target and initial are single Gaussians, the FR
     closed form when alpha = 0, else none.  CaseError (one line, naming the key) on bad data, also for a
@@ -524,7 +569,19 @@ def case_from_table(name: str, table: dict) -> Problem:
         if not (_number(m) and m > 0):
             raise CaseError(f"cases.{name}.initial_mass: expected a finite positive number, got {m!r}")
         extra["initial_mass"] = float(m)
-    if target.is_gaussian and initial.is_gaussian:
+    if "energy" in table:
+        from .energies import EnergyError, canonical
+
+        if not isinstance(table["energy"], str):
+            raise CaseError(f"cases.{name}.energy: expected a string such as \"chi2\" or \"power:p=0.5\", "
+                            f"got {table['energy']!r}")
+        try:
+            extra["energy"] = canonical(table["energy"])
+        except EnergyError as exc:
+            raise CaseError(f"cases.{name}.energy: {exc}") from None
+    if extra.get("energy", "kl") != "kl":
+        kind = None  # the closed forms are those of the KL flows
+    elif target.is_gaussian and initial.is_gaussian:
         kind = "gaussian"
     elif flow.alpha == 0:
         kind = "fisher-rao"

@@ -25,7 +25,9 @@ This page lists every case of the registry in `pdeflow/cases.py` (also `pdeflow 
 `pdeflow cases --json`), with `pdeflow/exact/mms.py` for the manufactured case. It is generated
 from the registry, so the per-case data below is what the code runs.
 
-Common to every case: the energy is KL(ρ|π) (MATH §1, E1). The reference solver meshes a box Ω
+The energy is KL(ρ|π) (MATH §1, E1) except in the manufactured cases `hk-chi2-mms-1d` (χ²) and
+`hk-power-mms-2d` (φ_{1/2}); `--set energy=SPEC` changes it on any case ([energies.md](energies.md)).
+The reference solver meshes a box Ω
 with `n` cells per direction (structured intervals, triangles in 2-D, tetrahedra in 3-D). A mesh
 domain (`mesh` in the Ω column) is meshed by gmsh from `meshes/<name>.geo` with cell size h = L/n,
 L the largest side of its bounding box (`pdeflow mesh`, `pdeflow/fem/meshfiles.py`).
@@ -45,7 +47,8 @@ The exact solutions are described in [theory.md](theory.md#exact-solutions-used-
 - "Gaussian moment ODE" is `pdeflow/exact/gaussian.py` (MATH §3.2–§3.3). It is a solution on R^d,
   which holds on Ω up to the cut-off Gaussian tails.
 - "Fisher–Rao closed form" is `pdeflow/exact/fisher_rao.py` (MATH §3.1). It is exact on Ω.
-- "manufactured solution" is `pdeflow/exact/mms.py` (MATH §3.5 recipe A).
+- "manufactured solution" is `pdeflow/exact/mms.py` (MATH §3.5 recipe A), and for any local energy
+  `pdeflow/exact/mms_energy.py`.
 """
 
 FOOTER = """\
@@ -60,6 +63,10 @@ cannot be changed from the command line. The other effects depend on the oracle:
 | Gaussian moment ODE | stays valid: the ODE covers every α, β ≥ 0 |
 | Fisher–Rao closed form | dropped when α ≠ 0 |
 | manufactured solution | `alpha`/`beta` are refused |
+| manufactured solution, any energy | the source is re-derived for the new `energy`, `alpha`, `beta` |
+
+`--set energy=…` (`kl`, `chi2`, `reverse-kl`, `power:p=P`) keeps the oracle of the `*-mms-*` energy
+cases (re-derived) and drops the KL closed forms (Gaussian ODE, Fisher–Rao) of the other cases.
 
 `scheme=hellinger-jko` needs α = 0, so it works on `fr-kl-gauss-1d` and `fr-kl-bimodal-2d`, or on
 another case (except `hk-kl-mms-1d`) with `--set alpha=0`.
@@ -86,6 +93,9 @@ Remarks that the registry cannot hold go into `CASE_NOTES` in `pdeflow/catalogue
 - **Space order 2** (τ ∝ h²): the same five cases.
 - **2-D orders** (time and space): `fr-kl-bimodal-2d` and `wfr-kl-gauss-2d`.
 - **Hellinger-JKO time order:** `fr-kl-gauss-1d`.
+- **Orders of other energies** (`tests/convergence/test_energy_orders.py`): the W, FR and WFR flows of
+  χ², reverse KL, φ_{1/2} and φ_{1/4} on the 1-D manufactured case (built from `hk-chi2-mms-1d`), four
+  2-D combinations on the 2-D one (`hk-power-mms-2d`).
 - **Mesh domains and 3-D** (`tests/convergence/test_mesh_domains.py`): FR on the disk against its
   closed form; second-moment self-convergence of `wfr-kl-mixture-disk` and `wfr-kl-mixture-lshape`;
   `wfr-kl-gauss-3d` in h. `tests/unit/test_meshes.py` and `tests/mpi/test_meshes.py` load every mesh
@@ -173,6 +183,7 @@ EXACT_LABELS = {
     "gaussian": "Gaussian moment ODE",
     "fisher-rao": "Fisher–Rao closed form",
     "mms": "manufactured solution (with source)",
+    "mms-energy": "manufactured solution, any energy (with source)",
 }
 
 

@@ -163,7 +163,7 @@ def _build_parser() -> _Parser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override: n, tau, T, alpha, beta, scheme (frozen-mobility|hellinger-jko|bdf2), solver (auto|direct|cg-gamg), newton_tol, newton_max_it, tau_min",
+        help="override: n, tau, T, alpha, beta, energy (kl|chi2|reverse-kl|power:p=P), scheme (frozen-mobility|hellinger-jko|bdf2), solver (auto|direct|cg-gamg), newton_tol, newton_max_it, tau_min",
     )
     p_solve.add_argument("--out", default=None, help="output directory (default results/<case>)")
     p_solve.add_argument("--json", action="store_true", help="print summary.json to stdout")

@@ -263,7 +263,9 @@ class Domain:
 
 @dataclass(frozen=True)
 class Problem:
-    """A verification case: KL(·|π) flow of geometry ``flow`` from ρ0 on Ω up to time T.
+    """A verification case: the flow of geometry ``flow`` of the energy ``energy`` (a spec of
+    :mod:`pdeflow.energies`: ``kl``, ``chi2``, ``reverse-kl``, ``power:p=P``, ``mmd:sigma=L``; KL
+    by default) from ρ0 on Ω up to time T.
 
     ``initial_mass``: when given, ρ0 is rescaled so that ∫_Ω ρ0 = initial_mass (the discrete
     initial mass is then made exact by the solver).  ``source``: a manufactured source term
@@ -284,8 +286,9 @@ class Problem:
     exact_kind: Optional[str] = None  # "fisher-rao", "gaussian", "mms" or None
 
     def __post_init__(self):
-        if self.energy != "kl":
-            raise ValueError(f"energy {self.energy!r} is not supported by the reference solver (only 'kl')")
+        from .energies import canonical
+
+        object.__setattr__(self, "energy", canonical(self.energy))  # EnergyError (a ValueError) if bad
         if not (self.T > 0 and math.isfinite(self.T)):
             raise ValueError("T must be a positive finite number")
         if self.target.dim != self.domain.dim or self.initial.dim != self.domain.dim:
@@ -296,6 +299,13 @@ class Problem:
     @property
     def dim(self) -> int:
         return self.domain.dim
+
+    @property
+    def energy_functional(self):
+        """The :class:`pdeflow.energies.Energy` of the spec string ``energy``."""
+        from .energies import get_energy
+
+        return get_energy(self.energy)
 
     def with_changes(self, **kw) -> "Problem":
         from dataclasses import replace

@@ -2,7 +2,8 @@
 
 * :mod:`.fisher_rao` — Hellinger / spherical FR flow, ρ_t = ρ0^a π^(1−a), a = e^(−βt) (MATH §3.1);
 * :mod:`.gaussian`   — W / FR / WFR / HK flows between Gaussians, moment ODEs (MATH §3.2–3.3);
-* :mod:`.mms`        — the manufactured solution with source term (MATH §3.5, recipe A).
+* :mod:`.mms`        — the manufactured solution with source term (MATH §3.5, recipe A);
+* :mod:`.mms_energy` — manufactured solutions of the W / FR / WFR flows of any local energy in 1-D, 2-D.
 
 :func:`exact_solution` picks the one a :class:`~pdeflow.problem.Problem` declares in ``exact_kind``.
 """
@@ -45,6 +46,14 @@ def exact_solution(problem) -> Optional[ExactSolution]:
     flow = problem.flow
     if kind is None:
         return None
+    if kind == "mms-energy":
+        from .mms_energy import EnergyManufacturedSolution, matches
+
+        if not matches(problem):  # the source was derived for another energy / geometry
+            return None
+        return EnergyManufacturedSolution(problem.dim, problem.energy, flow.alpha, flow.beta)
+    if problem.energy != "kl":
+        return None  # the closed forms below are those of the KL flows
     if kind == "fisher-rao":
         if flow.alpha != 0:
             return None

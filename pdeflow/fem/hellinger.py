@@ -37,6 +37,10 @@ class HellingerJKOScheme:
             raise ValueError("scheme 'hellinger-jko' is the pure Fisher-Rao step: it needs alpha = 0")
         if problem.source is not None:
             raise ValueError("scheme 'hellinger-jko' does not support manufactured source terms")
+        if problem.energy != "kl":
+            raise ValueError(f"scheme 'hellinger-jko' is the exact JKO step of KL (Wright omega); energy "
+                             f"{problem.energy} needs scheme 'frozen-mobility' or 'bdf2'")
+        self.is_kl = True
         self.space = space
         self.beta = problem.flow.beta
         self.spherical = problem.flow.spherical

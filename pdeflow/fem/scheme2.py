@@ -110,8 +110,9 @@ class BDF2Scheme(FrozenMobilityScheme):
         (a check that the step was solved: F-free, so it holds whatever F does)."""
         space, m = self.space, self.m
         rho = np.exp(phi)
-        mu = phi - self.log_pi - eta
-        Kmu = self._apply_K(phi - self.log_pi, rho_star) - eta * self.beta * m * rho_star
+        xi = self.xi(phi)
+        mu = xi - eta
+        Kmu = self._apply_K(xi, rho_star) - eta * self.beta * m * rho_star
         D = space.dot(mu, Kmu)
         pairing = space.dot(mu, a * m * (rho - sigma)) / tau
         work = space.dot(mu, f) if self.source is not None else 0.0

@@ -109,6 +109,9 @@ def run_solve_fv(args) -> int:
     tol = values.get("tol", 1e-7)
     opts = _petsc_options(args)
     case_registry.check_budget(problem, n=n, allow_large=args.allow_large)
+    if problem.energy != "kl":
+        raise case_registry.CaseError(f"--discretization fv: the finite-volume solver handles KL flows only; "
+                                      f"case {problem.name!r} has energy {problem.energy}")
     from mpi4py import MPI
 
     from .io import summary_json, write_outputs
@@ -164,6 +167,9 @@ def run_crosscheck(args) -> int:
     opts = _petsc_options(args)
     h = problem.domain.diameter_box / n
     case_registry.check_budget(problem, n=n, tau=tau_factor * h * h, allow_large=args.allow_large)
+    if problem.energy != "kl":
+        raise case_registry.CaseError(f"crosscheck: the finite-volume solver handles KL flows only; "
+                                      f"case {problem.name!r} has energy {problem.energy}")
     import logging
 
     logging.getLogger().setLevel(logging.WARNING)

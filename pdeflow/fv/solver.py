@@ -394,6 +394,11 @@ def solve_fv(problem: Problem, n: int = 64, tol: float = 1e-6, comm=None, ts_typ
     options database for this solve only (removed afterwards).  ``exact``: ExactSolution, "auto"
     (the problem's) or None.  No error estimate here; see :func:`pdeflow.fv.estimate`."""
     comm = comm or MPI.COMM_WORLD
+    if problem.energy != "kl":
+        # the finite-volume fluxes and reaction are written for ξ = log(ρ/π); the FE scheme handles
+        # the other local energies (fem/scheme.py)
+        raise ValueError(f"the finite-volume solver handles the KL flows only; case {problem.name!r} has "
+                         f"energy {problem.energy} (use the finite-element reference, --discretization fe)")
     if not (tol > 0 and tol < 1):
         raise ValueError(f"tol must be in (0, 1), got {tol!r}")
     opts = _petsc_options(petsc_options)

@@ -94,6 +94,22 @@ class MethodDecl:
     defaults: Optional[dict] = None  # the value each own key takes when not set (documentation, `pdeflow methods`)
     run: Optional[Callable] = None  # (problem, params) → result; built-ins are wrapped
     source: str = "built-in"
+    # the energies (pdeflow.energies names: kl, chi2, power, mmd) whose flows the method approximates;
+    # a case of another energy is refused before any solve.  None: any (external methods decide)
+    energies: Optional[tuple] = ("kl",)
+
+
+def _energy_refusal(decl: "MethodDecl", inner: Optional[Callable]) -> Callable:
+    """decl.refuse preceded by the check of the case's energy against decl.energies."""
+    def refuse(problem, params):
+        if decl.energies is not None:
+            energy = problem.energy_functional
+            if energy.name not in decl.energies:
+                return (f"{decl.name} approximates flows of {', '.join(decl.energies)} only; case "
+                        f"{problem.name!r} has energy {problem.energy}")
+        return inner(problem, params) if inner is not None else None
+
+    return refuse
 
 
 def _builtin_registry():
@@ -134,7 +150,8 @@ def get_method(spec: str) -> MethodDecl:
     if spec in DECLARATIONS:
         decl = DECLARATIONS[spec]
         module = importlib.import_module(f".{METHODS[spec]}", __name__)
-        return replace(decl, run=lambda problem, params, _m=module, _n=spec: _m.run(problem, _n, params))
+        return replace(decl, run=lambda problem, params, _m=module, _n=spec: _m.run(problem, _n, params),
+                       refuse=_energy_refusal(decl, decl.refuse))
     from ..external import load_external
 
     return load_external(spec, builtin_names=list(DECLARATIONS))
