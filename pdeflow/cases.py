@@ -234,6 +234,7 @@ SOLVER_KEYS = {
     "newton_tol": Key(float, lambda v: 0 < v < 1e-2, "a number in (0, 1e-2)"),
     "newton_max_it": Key(int, lambda v: v >= 1, "an integer >= 1"),
     "tau_min": Key(float, lambda v: v > 0, "a positive number"),
+    "mmd_geometry": Key(str, lambda v: v in ("fr", "mmd"), "'fr' or 'mmd' (flows of the mmd energy)"),
 }
 
 

@@ -163,7 +163,7 @@ def _build_parser() -> _Parser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override: n, tau, T, alpha, beta, energy (kl|chi2|reverse-kl|power:p=P), scheme (frozen-mobility|hellinger-jko|bdf2), solver (auto|direct|cg-gamg), newton_tol, newton_max_it, tau_min",
+        help="override: n, tau, T, alpha, beta, energy (kl|chi2|reverse-kl|power:p=P), scheme (frozen-mobility|hellinger-jko|bdf2), mmd_geometry (fr|mmd; mmd energy), solver (auto|direct|cg-gamg), newton_tol, newton_max_it, tau_min",
     )
     p_solve.add_argument("--out", default=None, help="output directory (default results/<case>)")
     p_solve.add_argument("--json", action="store_true", help="print summary.json to stdout")
@@ -389,6 +389,11 @@ def _solve(args) -> int:
     problem = case_registry.get_case(args.case)
     values = case_registry.parse_overrides(args.set)
     problem, solver_opts = case_registry.apply_overrides(problem, values)
+    if not problem.energy_functional.local:
+        return _solve_mmd(args, problem, values)
+    if "mmd_geometry" in values:
+        raise case_registry.CaseError(f"mmd_geometry: only for an mmd energy; case {problem.name!r} has energy "
+                                      f"{problem.energy}")
     n, tau = _solver_settings(problem, solver_opts, args.allow_large)
 
     logging.getLogger().setLevel(logging.WARNING)  # dolfinx's JIT logs compiler lines at INFO
@@ -424,6 +429,63 @@ def _solve(args) -> int:
     with _rank0_output(comm):  # rank 0 writes and prints: a failure there is agreed on, one exit code
         if comm.rank == 0:
             _solve_report(args, traj, out, paths, n, tau, summary_json)
+    return 0
+
+
+def _solve_mmd(args, problem, values) -> int:
+    """pdeflow solve for the MMD energy: the FR (or, with mmd_geometry=mmd, the MMD-geometry) flow of
+    ½MMD²(·, π) on the mesh vertices (pdeflow/fem/mmd_flows.py; dense kernel matrix, ODE to rtol 1e-10);
+    writes summary.json and snapshots.npz (t, x, rho, m), whole or not at all."""
+    for key in ("tau", "scheme", "solver", "newton_tol", "newton_max_it", "tau_min"):
+        if key in values:
+            raise case_registry.CaseError(f"{key}: the flows of the mmd energy are vertex ODEs integrated to rtol "
+                                          "1e-10 (no time step, scheme or Newton); set n and mmd_geometry only")
+    if args.tol is not None:
+        raise case_registry.CaseError("--tol: the flows of the mmd energy are vertex ODEs (no error ladder)")
+    if problem.flow.alpha != 0:
+        raise case_registry.CaseError(f"energy {problem.energy}: the reference solves the FR and MMD-geometry flows "
+                                      f"of 1/2 MMD^2 (alpha = 0); case {problem.name!r} has alpha = "
+                                      f"{problem.flow.alpha:g} (use --set alpha=0)")
+    n = values.get("n", 64 if problem.dim == 1 else 32)
+    case_registry.check_budget(problem, n=n, allow_large=args.allow_large)
+    geometry = values.get("mmd_geometry", "fr")
+    comm = _import_fem()
+    import numpy as np
+
+    from .fem.mmd_flows import solve_mmd_flow
+    from .jsonable import jsonable_or_repr as json_default
+
+    out = args.out or f"results/{problem.name}"
+    _check_out_dir(out)
+    try:
+        result = solve_mmd_flow(problem, n, geometry=geometry, comm=comm)
+    except ValueError as exc:
+        raise case_registry.CaseError(str(exc)) from None
+    summary = {"problem": problem.describe(), "solver": "mmd-vertex-ode", "geometry": geometry,
+               "params": result.get("params"), "wall": result.get("wall"),
+               "snapshots": [{"t": float(t), "energy": float(e), "mass": float(mass)}
+                             for t, e, mass in zip(result["t"], result["energy"], result["mass"])],
+               "edb_residual": result.get("edb_residual")}
+    with _rank0_output(comm):
+        if comm.rank == 0:
+            import tempfile
+
+            outp = Path(out)
+            outp.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=outp))
+            np.savez(staging / "snapshots.npz", t=result["t"], x=result["x"], rho=result["rho"], m=result["m"])
+            (staging / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default))
+            (outp / "summary.json").unlink(missing_ok=True)
+            os.replace(staging / "snapshots.npz", outp / "snapshots.npz")
+            os.replace(staging / "summary.json", outp / "summary.json")
+            staging.rmdir()
+            if args.json:
+                print(json.dumps(summary, default=json_default))
+            elif not args.quiet:
+                print(f"{problem.name} ({problem.energy}, {geometry} geometry on the vertices): n = {n}, "
+                      f"1/2 MMD^2 {summary['snapshots'][0]['energy']:.3e} -> {summary['snapshots'][-1]['energy']:.3e}, "
+                      f"EDB residual max {float(np.max(np.abs(summary['edb_residual']))):.1e}, wall {result.get('wall', 0):.2f} s")
+                print(f"summary: {out}/summary.json\nsnapshots: {out}/snapshots.npz")
     return 0
 
 
